@@ -10,4 +10,5 @@ pub mod fields;
 pub mod resources;
 pub mod selector;
 pub mod status;
+pub mod table;
 pub mod validation;
