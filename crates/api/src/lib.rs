@@ -7,6 +7,7 @@
 
 pub mod defaults;
 pub mod fields;
+pub mod quantity;
 pub mod resources;
 pub mod selector;
 pub mod status;
