@@ -105,10 +105,10 @@ impl EtcdStore {
             compacted: AtomicI64::new(0),
         });
         // The channel connects lazily: make sure somebody answers.
-        inner
-            .current_revision()
-            .await
-            .map_err(|e| Error::Unavailable(format!("cannot reach etcd at {names}: {e}")))?;
+        inner.current_revision().await.map_err(|e| match e {
+            Error::Unavailable(msg) => Error::Unavailable(format!("cannot connect: {msg}")),
+            other => Error::Unavailable(format!("cannot reach etcd at {names}: {other}")),
+        })?;
         tracing::info!(endpoints = %names, "connected to etcd");
         Ok(Self { inner })
     }

@@ -164,7 +164,7 @@ pub fn checked_value(key: &str, seq: u64, len: usize) -> Vec<u8> {
         x = x
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        v.push(b'a' + (x >> 59) as u8);
+        v.push(b'a' + ((x >> 59) % 26) as u8);
     }
     let sum = fnv(&v);
     v.extend_from_slice(format!("{:08x}", sum as u32).as_bytes());
