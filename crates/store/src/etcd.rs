@@ -28,8 +28,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
-    Client, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Txn,
-    TxnOp, TxnOpResponse, WatchOptions,
+    Client, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions,
+    KvClient, Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions,
 };
 
 use crate::sqlite::{prefix_end, range_start};
@@ -41,6 +41,9 @@ use crate::{
 /// Where [`EtcdStore::compact`] records the compacted revision (20 decimal digits, so that
 /// byte order is numeric order).
 pub const COMPACTED_KEY: &str = "/skiff/compacted-revision";
+
+/// Largest gRPC message accepted or sent (etcd's own default send limit is 2 GiB).
+const MAX_MESSAGE: usize = i32::MAX as usize;
 
 /// Options for [`EtcdStore::connect_with`].
 #[derive(Clone, Debug)]
@@ -66,7 +69,10 @@ pub struct EtcdStore {
 }
 
 struct Inner {
-    client: Client,
+    /// Clients with the message size limit raised: tonic's default of 4 MiB would fail a list
+    /// of a few thousand objects.
+    kv: KvClient,
+    watch: WatchClient,
     /// For error messages.
     endpoints: String,
     opts: EtcdOptions,
@@ -99,7 +105,11 @@ impl EtcdStore {
         .map_err(|_| Error::Unavailable(format!("cannot reach etcd at {names}: timed out")))?
         .map_err(|e| Error::Unavailable(format!("cannot reach etcd at {names}: {e}")))?;
         let inner = Arc::new(Inner {
-            client,
+            kv: client
+                .kv_client()
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+            watch: client.watch_client().max_decoding_message_size(MAX_MESSAGE),
             endpoints: names.clone(),
             opts,
             compacted: AtomicI64::new(0),
@@ -154,8 +164,8 @@ impl Inner {
         let resp = self
             .call(
                 "a revision read",
-                self.client
-                    .kv_client()
+                self.kv
+                    .clone()
                     .get(COMPACTED_KEY, Some(GetOptions::new().with_count_only())),
             )
             .await?;
@@ -164,7 +174,7 @@ impl Inner {
 
     async fn compacted_revision(&self) -> Result<Revision> {
         let resp = self
-            .call("a read", self.client.kv_client().get(COMPACTED_KEY, None))
+            .call("a read", self.kv.clone().get(COMPACTED_KEY, None))
             .await?;
         let stored = resp
             .kvs()
@@ -278,7 +288,7 @@ async fn watch_once(
         .with_range(prefix_end(prefix.as_bytes()))
         .with_start_revision(*last + 1)
         .with_prev_key();
-    let mut client = inner.client.watch_client();
+    let mut client = inner.watch.clone();
     let stream = tokio::select! {
         s = inner.call("a watch", client.watch(prefix, Some(opts))) => s,
         _ = out.closed() => return WatchEnd::Closed,
@@ -337,7 +347,7 @@ async fn watch_once(
 impl Storage for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         let i = &self.inner;
-        let resp = i.call("a get", i.client.kv_client().get(key, None)).await?;
+        let resp = i.call("a get", i.kv.clone().get(key, None)).await?;
         resp.kvs().first().map(convert_kv).transpose()
     }
 
@@ -350,7 +360,7 @@ impl Storage for EtcdStore {
         if opts.limit > 0 {
             get = get.with_limit(opts.limit as i64);
         }
-        let mut kv = i.client.kv_client();
+        let mut kv = i.kv.clone();
         let fut = kv.get(start, Some(get));
         let resp = match tokio::time::timeout(i.opts.request_timeout, fut).await {
             Ok(Ok(r)) => r,
@@ -384,7 +394,7 @@ impl Storage for EtcdStore {
             .with_range(prefix_end(prefix.as_bytes()))
             .with_count_only();
         let resp = i
-            .call("a count", i.client.kv_client().get(prefix, Some(get)))
+            .call("a count", i.kv.clone().get(prefix, Some(get)))
             .await?;
         Ok(resp.count())
     }
@@ -394,7 +404,7 @@ impl Storage for EtcdStore {
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key, value.to_vec(), None)]);
-        let resp = i.call("a create", i.client.kv_client().txn(txn)).await?;
+        let resp = i.call("a create", i.kv.clone().txn(txn)).await?;
         if resp.succeeded() {
             Ok(header_revision(resp.header()))
         } else {
@@ -411,7 +421,7 @@ impl Storage for EtcdStore {
             ])
             .and_then([TxnOp::put(key, value.to_vec(), None)])
             .or_else([TxnOp::get(key, None)]);
-        let resp = i.call("an update", i.client.kv_client().txn(txn)).await?;
+        let resp = i.call("an update", i.kv.clone().txn(txn)).await?;
         if resp.succeeded() {
             return Ok(header_revision(resp.header()));
         }
@@ -431,7 +441,7 @@ impl Storage for EtcdStore {
                 Some(DeleteOptions::new().with_prev_key()),
             )])
             .or_else([TxnOp::get(key, None)]);
-        let resp = i.call("a delete", i.client.kv_client().txn(txn)).await?;
+        let resp = i.call("a delete", i.kv.clone().txn(txn)).await?;
         if !resp.succeeded() {
             return Err(failed_compare(key, &resp)?);
         }
@@ -459,7 +469,7 @@ impl Storage for EtcdStore {
                 .with_range(prefix_end(prefix.as_bytes()))
                 .with_revision(after)
                 .with_count_only();
-            let mut kv = i.client.kv_client();
+            let mut kv = i.kv.clone();
             let fut = kv.get(prefix, Some(get));
             match tokio::time::timeout(i.opts.request_timeout, fut).await {
                 Ok(Ok(_)) => {}
@@ -510,7 +520,7 @@ impl Storage for EtcdStore {
         if revision <= i.compacted_revision().await? {
             return Ok(());
         }
-        let mut kv = i.client.kv_client();
+        let mut kv = i.kv.clone();
         let fut = kv.compact(revision, Some(CompactionOptions::new().with_physical()));
         match tokio::time::timeout(i.opts.request_timeout, fut).await {
             Ok(Ok(_)) => {}
@@ -536,16 +546,13 @@ impl Storage for EtcdStore {
                 value.clone(),
             )])
             .and_then([TxnOp::put(COMPACTED_KEY, value.clone(), None)]);
-        let resp = i
-            .call("a compaction record", i.client.kv_client().txn(txn))
-            .await?;
+        let resp = i.call("a compaction record", i.kv.clone().txn(txn)).await?;
         if !resp.succeeded() {
             // A missing key fails a value comparison: create it.
             let txn = Txn::new()
                 .when([Compare::create_revision(COMPACTED_KEY, CompareOp::Equal, 0)])
                 .and_then([TxnOp::put(COMPACTED_KEY, value, None)]);
-            i.call("a compaction record", i.client.kv_client().txn(txn))
-                .await?;
+            i.call("a compaction record", i.kv.clone().txn(txn)).await?;
         }
         tracing::debug!(revision, "compacted etcd");
         Ok(())

@@ -742,6 +742,46 @@ async fn compaction(b_: &mut dyn Backend, p: &str) {
     assert_eq!(s.count(p).await.unwrap(), 2);
 }
 
+/// A list bigger than gRPC's default 4 MiB message limit.
+async fn large_list(b_: &mut dyn Backend, p: &str) {
+    const KEYS: usize = 3000;
+    let s = b_.store();
+    let value = Bytes::from(vec![b'v'; 2048]);
+    // Everything under `p` comes after this revision (never 0, which means "now").
+    let start = s
+        .create(&format!("{}-start", &p[..p.len() - 1]), value.clone())
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..32 {
+        let s = s.clone();
+        let value = value.clone();
+        let p = p.to_string();
+        tasks.push(tokio::spawn(async move {
+            for i in (t..KEYS).step_by(32) {
+                s.create(&format!("{p}{i:05}"), value.clone())
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let all = s.list(p, ListOptions::default()).await.unwrap();
+    assert_eq!(all.items.len(), KEYS);
+    assert!(all.items.windows(2).all(|w| w[0].key < w[1].key));
+    assert_eq!(s.count(p).await.unwrap(), KEYS as i64);
+    let mut w = s.watch(p, 0).await.unwrap();
+    drop(all);
+    // A watch replaying all of it.
+    let mut w2 = s.watch(p, start).await.unwrap();
+    for _ in 0..KEYS {
+        next_event(&mut w2).await;
+    }
+    assert_quiet(&mut w).await;
+}
+
 macro_rules! conformance {
     ($($name:ident $(($isolated:ident))?),* $(,)?) => {
         mod sqlite {
@@ -781,6 +821,7 @@ conformance!(
     watch_kinds_and_prev,
     watch_storm,
     watch_slow_consumer,
+    large_list,
     restart_keeps_data(isolated),
     compaction(isolated),
 );
