@@ -143,6 +143,9 @@ pub struct SqliteStore {
     writes: Option<mpsc::Sender<WriteRequest>>,
     events: broadcast::Sender<Arc<[Event]>>,
     writer: Option<JoinHandle<()>>,
+    /// Dropping it stops the checkpointer.
+    checkpoints: Option<mpsc::Sender<()>>,
+    checkpointer: Option<JoinHandle<()>>,
 }
 
 /// State shared by the store handle, the writer thread and watch tasks.
@@ -237,9 +240,10 @@ impl SqliteStore {
         // Truncate the WAL back to 64 MiB after checkpoints so a burst does not leave it huge.
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
             .map_err(sql_error)?;
-        // Checkpoint every ~16 MiB of WAL rather than SQLite's 4 MiB: pages rewritten by many
-        // commits (the table's and index's last pages) are copied back once, which measured
-        // ~10% more writes/s with 64 writers and no worse p99 latency.
+        // The writer's own checkpoint every ~16 MiB of WAL (rather than SQLite's 4 MiB) is what
+        // resets the WAL under sustained writes; the `checkpointer` thread has usually copied
+        // most frames already, so this one only copies the tail and the commit that triggers
+        // it is not held up by a 16 MiB copy.
         conn.pragma_update(None, "wal_autocheckpoint", 4000)
             .map_err(sql_error)?;
 
@@ -278,12 +282,20 @@ impl SqliteStore {
             .name("skiff-sqlite-writer".into())
             .spawn(move || writer.run())
             .map_err(|e| Error::Internal(format!("cannot start the sqlite writer thread: {e}")))?;
+        let ckpt_conn = open_connection(path)?;
+        let (ckpt_tx, ckpt_rx) = mpsc::channel();
+        let checkpointer = std::thread::Builder::new()
+            .name("skiff-sqlite-ckpt".into())
+            .spawn(move || checkpointer(ckpt_conn, ckpt_rx))
+            .map_err(|e| Error::Internal(format!("cannot start the sqlite checkpointer: {e}")))?;
         tracing::info!(path = %path.display(), current, compacted, durability = ?opts.durability, "opened sqlite store");
         Ok(Arc::new(Self {
             shared,
             writes: Some(tx),
             events,
             writer: Some(handle),
+            checkpoints: Some(ckpt_tx),
+            checkpointer: Some(checkpointer),
         }))
     }
 
@@ -316,6 +328,10 @@ impl Drop for SqliteStore {
         // Closing the channel stops the writer after the requests already queued.
         self.writes.take();
         if let Some(handle) = self.writer.take() {
+            let _ = handle.join();
+        }
+        self.checkpoints.take();
+        if let Some(handle) = self.checkpointer.take() {
             let _ = handle.join();
         }
     }
@@ -357,6 +373,20 @@ fn open_connection(path: &Path) -> Result<Connection> {
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(sql_error)?;
     Ok(conn)
+}
+
+/// Copies the WAL back into the database file in the background, from its own connection. A
+/// PASSIVE checkpoint never blocks the writer (and gives up when it would have to wait).
+fn checkpointer(conn: Connection, stop: mpsc::Receiver<()>) {
+    loop {
+        match stop.recv_timeout(Duration::from_millis(250)) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(error = %e, "background checkpoint failed");
+        }
+    }
 }
 
 fn open_reader(path: &Path) -> Result<Connection> {

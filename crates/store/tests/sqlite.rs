@@ -169,8 +169,9 @@ async fn file_stays_bounded_under_churn() {
                 .unwrap(),
         );
     }
+    const ROUNDS: usize = 150;
     let mut sizes = Vec::new();
-    for round in 0..60 {
+    for round in 0..ROUNDS {
         let mut tasks = Vec::new();
         for (k, rev) in revs.iter().enumerate() {
             let s = s.clone();
@@ -187,16 +188,21 @@ async fn file_stays_bounded_under_churn() {
         s.compact(cur - 2 * KEYS as i64).await.unwrap();
         sizes.push((round, file_size(&path), file_size(&wal)));
     }
-    let (_, at10, _) = sizes[10];
-    let (_, last, last_wal) = sizes[59];
-    eprintln!("db size by round: {sizes:?}");
-    // 60 rounds x 100 x 2 KiB = 12 MiB written; history kept is ~300 values (~0.6 MiB).
+    eprintln!("(round, db, wal) sizes: {sizes:?}");
+    // 150 rounds x 100 x 2 KiB = 30 MiB written; ~300 values (~0.6 MiB) of history are kept.
+    // The main file only fills at the first checkpoint (a ~16 MiB WAL), so compare the size
+    // after a few checkpoints with the end.
+    let (_, warm, _) = sizes[60];
+    let (_, last, _) = sizes[ROUNDS - 1];
+    let max_db = sizes.iter().map(|s| s.1).max().unwrap();
+    let max_wal = sizes.iter().map(|s| s.2).max().unwrap();
     assert!(
-        last <= at10 + at10 / 4 + 256 * 1024,
-        "db grew from {at10} (round 10) to {last} (round 59)"
+        last <= warm + warm / 4 + 256 * 1024,
+        "db grew from {warm} (round 60) to {last} (round {})",
+        ROUNDS - 1
     );
-    assert!(last < 3 * 1024 * 1024, "db is {last} bytes");
-    assert!(last_wal < 16 * 1024 * 1024, "wal is {last_wal} bytes");
+    assert!(max_db < 3 * 1024 * 1024, "db reached {max_db} bytes");
+    assert!(max_wal < 20 * 1024 * 1024, "wal reached {max_wal} bytes");
     assert_eq!(s.count("/churn/").await.unwrap(), KEYS as i64);
 }
 
