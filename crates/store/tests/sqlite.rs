@@ -307,7 +307,7 @@ fn crash_child() {
         return;
     };
     let round: u64 = std::env::var("SKIFF_CRASH_ROUND").unwrap().parse().unwrap();
-    let durability = if round % 2 == 0 {
+    let durability = if round.is_multiple_of(2) {
         Durability::Full
     } else {
         Durability::Normal

@@ -215,7 +215,6 @@ fn raw_sqlite(path: &Path, durability: Durability, writers: usize, secs: f64) ->
         .map(|w| {
             let (stop, count, errors) = (stop.clone(), count.clone(), errors.clone());
             let c = open();
-            let run = run.clone();
             std::thread::spawn(move || {
                 let v = vec![b'v'; VALUE_SIZE];
                 let mut stmt = c
