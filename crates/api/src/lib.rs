@@ -11,5 +11,6 @@ pub mod quantity;
 pub mod resources;
 pub mod selector;
 pub mod status;
+pub mod strategic;
 pub mod table;
 pub mod validation;

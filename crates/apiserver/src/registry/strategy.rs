@@ -1,0 +1,223 @@
+//! Per-resource behaviour on top of the generic registry, like upstream's
+//! `pkg/registry/<group>/<resource>/strategy.go`: what a create resets, what an update keeps,
+//! extra validation, graceful deletion and allocations.
+
+use serde_json::{json, Value};
+use skiff_api::resources::ResourceInfo;
+use skiff_api::status::{FieldError, StatusError};
+
+use super::Registry;
+
+pub trait Strategy: Sync {
+    /// Before defaulting and validation of a new object.
+    fn prepare_create(&self, _obj: &mut Value) {}
+
+    /// Before defaulting and validation of an update of the main resource.
+    fn prepare_update(&self, _new: &mut Value, _old: &Value) {}
+
+    /// Validation beyond the shared rules.
+    fn validate_create(&self, _obj: &Value) -> Vec<FieldError> {
+        Vec::new()
+    }
+
+    fn validate_update(&self, _new: &Value, _old: &Value) -> Vec<FieldError> {
+        Vec::new()
+    }
+
+    fn validate_status_update(&self, _new: &Value, _old: &Value) -> Vec<FieldError> {
+        Vec::new()
+    }
+
+    /// The grace period a delete gets: `None` or 0 deletes at once.
+    fn grace_period(&self, _obj: &Value, _requested: Option<i64>) -> Option<i64> {
+        None
+    }
+
+    /// Allocate what the object needs from shared pools (Service addresses and ports).
+    fn allocate(
+        &self,
+        _reg: &Registry,
+        _obj: &mut Value,
+        _old: Option<&Value>,
+        _dry_run: bool,
+    ) -> Result<(), StatusError> {
+        Ok(())
+    }
+}
+
+/// The strategy of a resource.
+pub fn for_resource(group: &str, plural: &str) -> &'static dyn Strategy {
+    match (group, plural) {
+        ("", "pods") => &Pods,
+        ("", "services") => &Services,
+        ("", "namespaces") => &Namespaces,
+        ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets")
+        | ("batch", "jobs" | "cronjobs")
+        | ("", "replicationcontrollers")
+        | ("policy", "poddisruptionbudgets")
+        | ("autoscaling", "horizontalpodautoscalers") => &ClearStatusOnCreate,
+        _ => &Plain,
+    }
+}
+
+/// Resources with no special behaviour.
+struct Plain;
+impl Strategy for Plain {}
+
+/// Workloads: status is the controllers' to write; a create starts with none.
+struct ClearStatusOnCreate;
+impl Strategy for ClearStatusOnCreate {
+    fn prepare_create(&self, obj: &mut Value) {
+        if let Some(m) = obj.as_object_mut() {
+            m.remove("status");
+        }
+    }
+}
+
+struct Pods;
+impl Strategy for Pods {
+    fn prepare_create(&self, obj: &mut Value) {
+        let qos = qos_class(obj);
+        obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+    }
+
+    fn grace_period(&self, obj: &Value, requested: Option<i64>) -> Option<i64> {
+        // A pod no node has taken, or one that finished, has nothing to stop.
+        let scheduled = obj
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        let phase = obj.pointer("/status/phase").and_then(Value::as_str);
+        if !scheduled || matches!(phase, Some("Succeeded" | "Failed")) {
+            return Some(0);
+        }
+        Some(requested.unwrap_or_else(|| {
+            obj.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(30)
+        }))
+    }
+}
+
+/// Upstream's QoS class: Guaranteed when every container has equal cpu and memory requests
+/// and limits, BestEffort when none has any, Burstable otherwise.
+fn qos_class(pod: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|f| pod.pointer(&format!("/spec/{f}")).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in &containers {
+        let req = c.pointer("/resources/requests");
+        let lim = c.pointer("/resources/limits");
+        for r in ["cpu", "memory"] {
+            let rq = req.and_then(|v| v.get(r));
+            let lm = lim.and_then(|v| v.get(r));
+            if rq.is_some() || lm.is_some() {
+                any = true;
+            }
+            // Requests default to limits when only limits are given.
+            match (rq, lm) {
+                (_, None) => guaranteed = false,
+                (Some(a), Some(b)) if a != b => guaranteed = false,
+                _ => {}
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+struct Services;
+impl Strategy for Services {
+    fn prepare_create(&self, obj: &mut Value) {
+        obj["status"] = json!({"loadBalancer": {}});
+    }
+
+    fn allocate(
+        &self,
+        reg: &Registry,
+        obj: &mut Value,
+        old: Option<&Value>,
+        dry_run: bool,
+    ) -> Result<(), StatusError> {
+        reg.alloc
+            .allocate(&reg.cache, obj, old, dry_run)
+            .map_err(|errs| {
+                StatusError::invalid(
+                    "",
+                    "Service",
+                    obj.pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or(""),
+                    &errs,
+                )
+            })
+    }
+}
+
+struct Namespaces;
+impl Strategy for Namespaces {
+    fn prepare_create(&self, obj: &mut Value) {
+        obj["status"] = json!({"phase": "Active"});
+        obj["spec"] = json!({"finalizers": ["kubernetes"]});
+        // Upstream labels every namespace with its own name.
+        if let Some(name) = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        {
+            let meta = super::object::meta_mut(obj);
+            let labels = meta.entry("labels").or_insert_with(|| json!({}));
+            if let Some(l) = labels.as_object_mut() {
+                l.insert("kubernetes.io/metadata.name".into(), json!(name));
+            }
+        }
+    }
+
+    fn prepare_update(&self, new: &mut Value, old: &Value) {
+        // spec.finalizers change only through /finalize.
+        if let Some(f) = old.pointer("/spec/finalizers") {
+            new["spec"] = json!({"finalizers": f});
+        }
+        if let Some(name) = old
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        {
+            let meta = super::object::meta_mut(new);
+            let labels = meta.entry("labels").or_insert_with(|| json!({}));
+            if let Some(l) = labels.as_object_mut() {
+                l.insert("kubernetes.io/metadata.name".into(), json!(name));
+            }
+        }
+    }
+}
+
+/// Strategic merge patch, using the merge keys of the built-in types.
+pub fn strategic_merge(
+    info: &ResourceInfo,
+    cur: &Value,
+    patch: &Value,
+) -> Result<Value, StatusError> {
+    if info.group.contains('.') && !is_builtin_group(&info.group) {
+        return Err(StatusError {
+            code: 415,
+            reason: "UnsupportedMediaType",
+            message: "strategic merge patch is not supported for custom resources; use a merge patch or a JSON patch instead".into(),
+            details: None,
+        });
+    }
+    skiff_api::strategic::merge(cur, patch).map_err(StatusError::bad_request)
+}
+
+fn is_builtin_group(g: &str) -> bool {
+    g.ends_with(".k8s.io") || g == "apps" || g == "batch" || g == "policy" || g == "autoscaling"
+}

@@ -1,0 +1,126 @@
+//! `skiff`: Kubernetes in one small binary.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "skiff", version, about = "Kubernetes in one small binary")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum StoreKind {
+    /// Embedded SQLite file in the data dir.
+    Sqlite,
+    /// An etcd v3 cluster (--etcd-endpoints).
+    Etcd,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server (and, in time, the controllers and scheduler).
+    Server(ServerArgs),
+}
+
+#[derive(Parser)]
+struct ServerArgs {
+    /// Where state, certificates and the admin kubeconfig live.
+    #[arg(long, env = "SKIFF_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// HTTPS port; 0 picks a free one.
+    #[arg(long, default_value_t = 6443)]
+    secure_port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// Storage backend.
+    #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
+    store: StoreKind,
+    /// etcd client URLs, comma-separated (with --store etcd).
+    #[arg(long, value_delimiter = ',')]
+    etcd_endpoints: Vec<String>,
+    /// Extra names or addresses for the serving certificate.
+    #[arg(long, value_delimiter = ',')]
+    tls_san: Vec<String>,
+    /// Static bearer tokens: lines of token,user,uid[,"group1,group2"].
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Range of ClusterIPs for Services.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    service_cidr: ipnet_arg::Net,
+}
+
+mod ipnet_arg {
+    /// A CIDR argument, parsed by the apiserver's own type.
+    #[derive(Clone, Debug)]
+    pub struct Net(pub String);
+    impl std::str::FromStr for Net {
+        type Err = String;
+        fn from_str(s: &str) -> Result<Self, String> {
+            skiff_apiserver::parse_service_cidr(s).map(|_| Net(s.to_string()))
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    let root = std::env::var("USER").map(|u| u == "root").unwrap_or(false)
+        || std::env::var("HOME").map(|h| h == "/root").unwrap_or(false);
+    if root {
+        PathBuf::from("/var/lib/skiff")
+    } else {
+        let home = std::env::var("HOME").unwrap_or_else(|_| ".".into());
+        PathBuf::from(home).join(".local/share/skiff")
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server(a) => {
+            let store = match a.store {
+                StoreKind::Sqlite => skiff_apiserver::StoreConfig::Sqlite,
+                StoreKind::Etcd => {
+                    if a.etcd_endpoints.is_empty() {
+                        anyhow::bail!("--store etcd needs --etcd-endpoints URL[,URL...]");
+                    }
+                    skiff_apiserver::StoreConfig::Etcd {
+                        endpoints: a.etcd_endpoints,
+                    }
+                }
+            };
+            let config = skiff_apiserver::Config {
+                data_dir: a.data_dir.unwrap_or_else(default_data_dir),
+                bind_address: a.bind_address,
+                secure_port: a.secure_port,
+                store,
+                tls_san: a.tls_san,
+                token_file: a.token_file,
+                service_cidr: skiff_apiserver::parse_service_cidr(&a.service_cidr.0)
+                    .map_err(anyhow::Error::msg)?,
+                ..Default::default()
+            };
+            let handle = skiff_apiserver::server::start(config).await?;
+            // One line on stdout that scripts and tests can read.
+            println!(
+                "skiff is ready at https://{} ; kubeconfig: {}",
+                handle.addr,
+                handle.kubeconfig.display()
+            );
+            handle.wait_for_signal().await;
+        }
+    }
+    Ok(())
+}
