@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite. The store tests start their own etcd (Debian's etcd-server) on free
+# loopback ports and stop it; the end-to-end tests start skiff and drive the real kubectl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v etcd >/dev/null || ! command -v protoc >/dev/null; then
+  apt-get update -q && apt-get install -y -q etcd-server etcd-client protobuf-compiler >/dev/null
+fi
+# Each run gets its own kubectl cache so a stale one never hides a bug.
+export KUBECACHEDIR="$(mktemp -d)"
+trap 'rm -rf "$KUBECACHEDIR"' EXIT
+cargo build --workspace --all-targets
+cargo test --workspace -- --test-threads=2
