@@ -20,7 +20,14 @@ impl Drop for Server {
 fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(["server", "--secure-port", "0", "--bind-address", "127.0.0.1", "--data-dir"])
+        .args([
+            "server",
+            "--secure-port",
+            "0",
+            "--bind-address",
+            "127.0.0.1",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -30,7 +37,10 @@ fn start() -> Server {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    assert!(line.contains("skiff is ready"), "unexpected first line: {line}");
+    assert!(
+        line.contains("skiff is ready"),
+        "unexpected first line: {line}"
+    );
     Server {
         child,
         kubeconfig: dir.path().join("admin.kubeconfig").display().to_string(),
@@ -79,7 +89,8 @@ fn kubectl(s: &Server, bin: &str, args: &[&str], stdin: Option<&str>) -> (bool, 
     )
 }
 
-const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c1\n  labels: {app: web}\ndata:\n  a: b\n";
+const CM: &str =
+    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c1\n  labels: {app: web}\ndata:\n  a: b\n";
 
 #[test]
 fn kubectl_basics_and_errors() {
@@ -94,18 +105,43 @@ fn kubectl_basics_and_errors() {
         let (ok, out, _) = kubectl(&s, bin, &["get", "svc", "kubernetes"], None);
         assert!(ok && out.contains("10.43.0.1"), "{out}");
         let (ok, out, _) = kubectl(&s, bin, &["api-resources"], None);
-        assert!(ok && out.contains("deployments") && out.contains("statefulsets"), "{out}");
+        assert!(
+            ok && out.contains("deployments") && out.contains("statefulsets"),
+            "{out}"
+        );
     }
-    let (ok, out, err) = kubectl(&s, "kubectl", &["create", "--validate=false", "-f", "-"], Some(CM));
+    let (ok, out, err) = kubectl(
+        &s,
+        "kubectl",
+        &["create", "--validate=false", "-f", "-"],
+        Some(CM),
+    );
     assert!(ok, "{err}");
     assert!(out.contains("configmap/c1 created"), "{out}");
-    let (ok, _, err) = kubectl(&s, "kubectl", &["create", "--validate=false", "-f", "-"], Some(CM));
+    let (ok, _, err) = kubectl(
+        &s,
+        "kubectl",
+        &["create", "--validate=false", "-f", "-"],
+        Some(CM),
+    );
     assert!(!ok);
     assert!(
         err.contains(r#"Error from server (AlreadyExists): error when creating "STDIN": configmaps "c1" already exists"#),
         "{err}"
     );
-    let (ok, out, _) = kubectl(&s, "kubectl", &["get", "cm", "-l", "app=web", "-o", "jsonpath={.items[*].data.a}"], None);
+    let (ok, out, _) = kubectl(
+        &s,
+        "kubectl",
+        &[
+            "get",
+            "cm",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].data.a}",
+        ],
+        None,
+    );
     assert!(ok);
     assert_eq!(out, "b");
     let (ok, _, err) = kubectl(&s, "kubectl", &["label", "cm", "c1", "tier=fe"], None);
@@ -114,13 +150,30 @@ fn kubectl_basics_and_errors() {
     assert!(out.contains("tier=fe"), "{out}");
     let (ok, _, err) = kubectl(&s, "kubectl", &["get", "cm", "nope"], None);
     assert!(!ok);
-    assert!(err.contains(r#"Error from server (NotFound): configmaps "nope" not found"#), "{err}");
-    let (ok, _, err) = kubectl(&s, "kubectl", &["get", "cm", "-n", "missing-ns", "nope"], None);
+    assert!(
+        err.contains(r#"Error from server (NotFound): configmaps "nope" not found"#),
+        "{err}"
+    );
+    let (ok, _, err) = kubectl(
+        &s,
+        "kubectl",
+        &["get", "cm", "-n", "missing-ns", "nope"],
+        None,
+    );
     assert!(!ok && err.contains("NotFound"), "{err}");
-    let bad = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p1\nspec:\n  containers:\n  - name: c\n";
-    let (ok, _, err) = kubectl(&s, "kubectl", &["create", "--validate=false", "-f", "-"], Some(bad));
+    let bad =
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p1\nspec:\n  containers:\n  - name: c\n";
+    let (ok, _, err) = kubectl(
+        &s,
+        "kubectl",
+        &["create", "--validate=false", "-f", "-"],
+        Some(bad),
+    );
     assert!(!ok);
-    assert!(err.contains(r#"The Pod "p1" is invalid: spec.containers[0].image: Required value"#), "{err}");
+    assert!(
+        err.contains(r#"The Pod "p1" is invalid: spec.containers[0].image: Required value"#),
+        "{err}"
+    );
     let (ok, out, err) = kubectl(&s, "kubectl", &["delete", "cm", "c1"], None);
     assert!(ok, "{err}");
     assert!(out.contains(r#"configmap "c1" deleted"#), "{out}");
@@ -141,9 +194,178 @@ fn anonymous_requests_get_401() {
     let (ok, _, err) = kubectl(
         &s,
         "kubectl",
-        &["--server", &server, "--insecure-skip-tls-verify", "--username", "", "--token", "bogus", "get", "ns"],
+        &[
+            "--server",
+            &server,
+            "--insecure-skip-tls-verify",
+            "--username",
+            "",
+            "--token",
+            "bogus",
+            "get",
+            "ns",
+        ],
         None,
     );
     assert!(!ok);
-    assert!(err.contains("Unauthorized") || err.contains("provide credentials"), "{err}");
+    assert!(
+        err.contains("Unauthorized") || err.contains("provide credentials"),
+        "{err}"
+    );
+}
+
+const DEPLOY: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: nginx, image: nginx:1.25}]
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: scratch}
+";
+
+#[test]
+fn apply_scale_set_image_namespace_delete_and_restart() {
+    let mut s = start();
+    let k = |s: &Server, args: &[&str], input: Option<&str>| kubectl(s, "kubectl", args, input);
+    let (ok, out, err) = k(&s, &["apply", "--validate=false", "-f", "-"], Some(DEPLOY));
+    assert!(ok, "{err}");
+    assert!(out.contains("deployment.apps/web created"), "{out}");
+    let (ok, out, _) = k(&s, &["apply", "--validate=false", "-f", "-"], Some(DEPLOY));
+    assert!(ok && out.contains("deployment.apps/web unchanged"), "{out}");
+    assert!(k(&s, &["scale", "deploy", "web", "--replicas=4"], None).0);
+    let (ok, _, err) = k(
+        &s,
+        &[
+            "scale",
+            "deploy",
+            "web",
+            "--current-replicas=4",
+            "--replicas=5",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = k(
+        &s,
+        &[
+            "scale",
+            "deploy",
+            "web",
+            "--current-replicas=4",
+            "--replicas=6",
+        ],
+        None,
+    );
+    assert!(!ok, "a stale --current-replicas must fail");
+    assert!(err.contains("Expected replicas to be 4, was 5"), "{err}");
+    let (_, out, _) = k(
+        &s,
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas} {.metadata.generation}",
+        ],
+        None,
+    );
+    assert_eq!(out, "5 3");
+    assert!(
+        k(
+            &s,
+            &["set", "image", "deploy/web", "nginx=nginx:1.26"],
+            None
+        )
+        .0
+    );
+    let (_, out, _) = k(
+        &s,
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ],
+        None,
+    );
+    assert_eq!(out, "nginx:1.26");
+    let (_, out, _) = k(&s, &["get", "all"], None);
+    assert!(
+        out.contains("deployment.apps/web") && out.contains("service/kubernetes"),
+        "{out}"
+    );
+    let (ok, out, err) = k(&s, &["delete", "ns", "scratch"], None);
+    assert!(
+        ok && out.contains(r#"namespace "scratch" deleted"#),
+        "{out}{err}"
+    );
+    let (_, out, _) = k(&s, &["get", "ns"], None);
+    assert!(!out.contains("scratch"), "{out}");
+
+    // Data survives a restart on the same data dir.
+    let _ = s.child.kill();
+    let _ = s.child.wait();
+    let dir = s._dir.path().to_path_buf();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args([
+            "server",
+            "--secure-port",
+            "0",
+            "--bind-address",
+            "127.0.0.1",
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    s.child = child;
+    let (ok, out, err) = k(
+        &s,
+        &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, "5");
+}
+
+#[test]
+fn get_watch_sees_a_change_made_by_another_command() {
+    let s = start();
+    let mut w = Command::new("kubectl")
+        .args(["--kubeconfig", &s.kubeconfig, "--cache-dir"])
+        .arg(s.cache.path())
+        .args(["get", "cm", "-w", "--request-timeout=20s", "-o", "name"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (ok, _, err) = kubectl(
+        &s,
+        "kubectl",
+        &["create", "--validate=false", "-f", "-"],
+        Some(CM),
+    );
+    assert!(ok, "{err}");
+    let mut line = String::new();
+    BufReader::new(w.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = w.kill();
+    let _ = w.wait();
+    assert_eq!(line.trim(), "configmap/c1");
 }
