@@ -369,3 +369,62 @@ fn get_watch_sees_a_change_made_by_another_command() {
     let _ = w.wait();
     assert_eq!(line.trim(), "configmap/c1");
 }
+
+const POD: &str = "apiVersion: v1
+kind: Pod
+metadata: {name: p1, labels: {x: z}}
+spec: {containers: [{name: c, image: busybox}]}
+";
+
+#[test]
+fn pods_describe_selectors_conflict_and_delete_by_label() {
+    let s = start();
+    let k = |args: &[&str], input: Option<&str>| kubectl(&s, "kubectl", args, input);
+    let (ok, _, err) = k(&["create", "--validate=false", "-f", "-"], Some(POD));
+    assert!(ok, "{err}");
+    let (_, out, _) = k(&["get", "po", "-o", "wide"], None);
+    assert!(
+        out.contains("NOMINATED NODE") && out.contains("Pending"),
+        "{out}"
+    );
+    let (ok, out, err) = k(&["describe", "po", "p1"], None);
+    assert!(ok && out.contains("Name:         p1"), "{out}{err}");
+    let (_, out, _) = k(
+        &[
+            "get",
+            "po",
+            "--field-selector",
+            "status.phase=Pending",
+            "-o",
+            "name",
+        ],
+        None,
+    );
+    assert_eq!(out.trim(), "pod/p1");
+    let (_, out, _) = k(
+        &[
+            "get",
+            "po",
+            "--field-selector",
+            "status.phase=Running",
+            "-o",
+            "name",
+        ],
+        None,
+    );
+    assert_eq!(out.trim(), "");
+    // A write with a stale resourceVersion is a Conflict with upstream's message.
+    let (ok, _, err) = k(&["create", "--validate=false", "-f", "-"], Some(CM));
+    assert!(ok, "{err}");
+    let stale = CM.replace("  name: c1\n", "  name: c1\n  resourceVersion: \"1\"\n");
+    let (ok, _, err) = k(&["replace", "--validate=false", "-f", "-"], Some(&stale));
+    assert!(!ok);
+    assert!(
+        err.contains(r#"Operation cannot be fulfilled on configmaps "c1": the object has been modified; please apply your changes to the latest version and try again"#),
+        "{err}"
+    );
+    let (ok, out, _) = k(&["delete", "po", "-l", "x=z"], None);
+    assert!(ok && out.contains(r#"pod "p1" deleted"#), "{out}");
+    let (_, out, _) = k(&["get", "po", "-o", "name"], None);
+    assert_eq!(out.trim(), "");
+}
