@@ -17,8 +17,8 @@ impl Drop for Server {
     }
 }
 
-fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
+/// Start `skiff server` on `dir` and wait for its ready line.
+fn spawn(dir: &std::path::Path) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
         .args([
             "server",
@@ -28,7 +28,7 @@ fn start() -> Server {
             "127.0.0.1",
             "--data-dir",
         ])
-        .arg(dir.path())
+        .arg(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -41,8 +41,13 @@ fn start() -> Server {
         line.contains("skiff is ready"),
         "unexpected first line: {line}"
     );
+    child
+}
+
+fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
     Server {
-        child,
+        child: spawn(dir.path()),
         kubeconfig: dir.path().join("admin.kubeconfig").display().to_string(),
         cache: tempfile::tempdir().unwrap(),
         _dir: dir,
@@ -313,26 +318,7 @@ fn apply_scale_set_image_namespace_delete_and_restart() {
     // Data survives a restart on the same data dir.
     let _ = s.child.kill();
     let _ = s.child.wait();
-    let dir = s._dir.path().to_path_buf();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args([
-            "server",
-            "--secure-port",
-            "0",
-            "--bind-address",
-            "127.0.0.1",
-            "--data-dir",
-        ])
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    s.child = child;
+    s.child = spawn(s._dir.path());
     let (ok, out, err) = k(
         &s,
         &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"],

@@ -339,6 +339,25 @@ impl Registry {
 
     // ---------------------------------------------------------------- writes
 
+    /// The stored key and its object, for a read-modify-write.
+    async fn load(
+        &self,
+        info: &ResourceInfo,
+        key: &str,
+        name_: &str,
+    ) -> Result<(skiff_store::KeyValue, Value)> {
+        let kv = self
+            .store
+            .get(key)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| not_found(info, name_))?;
+        let cur = decode(&kv.key, &kv.value, kv.mod_revision)
+            .ok_or_else(|| StatusError::internal("stored object is not valid JSON"))?
+            .value();
+        Ok((kv, cur))
+    }
+
     /// Ensure a namespace exists and accepts new objects.
     async fn check_namespace(&self, ns: &str) -> Result<()> {
         let key = format!("/registry/core/namespaces/{ns}");
@@ -477,15 +496,7 @@ impl Registry {
             _ => None,
         };
         for _attempt in 0..64 {
-            let kv = self
-                .store
-                .get(&key)
-                .await
-                .map_err(store_err)?
-                .ok_or_else(|| not_found(info, name_))?;
-            let cur = decode(&kv.key, &kv.value, kv.mod_revision)
-                .ok_or_else(|| StatusError::internal("stored object is not valid JSON"))?
-                .value();
+            let (kv, cur) = self.load(info, &key, name_).await?;
             if let Some(p) = precondition {
                 if p != kv.mod_revision {
                     return Err(StatusError::conflict(&info.group, &info.plural, name_));
@@ -723,15 +734,7 @@ impl Registry {
         let key = info.key(ns, name_);
         let strat = self.strategy(info);
         for _ in 0..64 {
-            let kv = self
-                .store
-                .get(&key)
-                .await
-                .map_err(store_err)?
-                .ok_or_else(|| not_found(info, name_))?;
-            let cur = decode(&kv.key, &kv.value, kv.mod_revision)
-                .ok_or_else(|| StatusError::internal("stored object is not valid JSON"))?
-                .value();
+            let (kv, cur) = self.load(info, &key, name_).await?;
             if let Some(uid) = &opts.precondition_uid {
                 if meta_str(&cur, "uid") != Some(uid.as_str()) {
                     return Err(StatusError::conflict_msg(
