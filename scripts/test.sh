@@ -10,4 +10,13 @@ fi
 export KUBECACHEDIR="$(mktemp -d)"
 trap 'rm -rf "$KUBECACHEDIR"' EXIT
 cargo build --workspace --all-targets
-cargo test --workspace -- --test-threads=2
+log="$(mktemp)"
+trap 'rm -rf "$KUBECACHEDIR" "$log"' EXIT
+set +e
+cargo test --workspace -- --test-threads=2 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole suite (cargo prints one per test binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "total: %d passed, %d failed\n", p, f }' "$log"
+exit "$rc"
