@@ -298,7 +298,8 @@ fn default_container(c: &mut Value, host_network: bool) {
     }
 }
 
-const VOLUME_SOURCES: &[&str] = &[
+/// Every volume source a pod volume may name (one per volume).
+pub(crate) const VOLUME_SOURCES: &[&str] = &[
     "hostPath",
     "emptyDir",
     "gcePersistentDisk",

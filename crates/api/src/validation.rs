@@ -710,38 +710,7 @@ fn validate_pod_template(t: Option<&Value>, path: &str) -> Vec<FieldError> {
     errs
 }
 
-const VOLUME_TYPES: &[&str] = &[
-    "hostPath",
-    "emptyDir",
-    "gcePersistentDisk",
-    "awsElasticBlockStore",
-    "gitRepo",
-    "secret",
-    "nfs",
-    "iscsi",
-    "glusterfs",
-    "persistentVolumeClaim",
-    "rbd",
-    "flexVolume",
-    "cinder",
-    "cephfs",
-    "flocker",
-    "downwardAPI",
-    "fc",
-    "azureFile",
-    "configMap",
-    "vsphereVolume",
-    "quobyte",
-    "azureDisk",
-    "photonPersistentDisk",
-    "projected",
-    "portworxVolume",
-    "scaleIO",
-    "storageos",
-    "csi",
-    "ephemeral",
-    "image",
-];
+use crate::defaults::VOLUME_SOURCES as VOLUME_TYPES;
 
 /// `ValidatePodSpec` (the parts users hit). `is_pod` adds the checks upstream only makes on
 /// pods, not on templates (image required).

@@ -1,8 +1,7 @@
 //! A client library (kube-rs) against a real `skiff server`: list, watch resumed from a
 //! resourceVersion, and the 410 a too-old resourceVersion gets.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod common;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -10,24 +9,7 @@ use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 async fn start(dir: &std::path::Path) -> (std::process::Child, Api<ConfigMap>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args([
-            "server",
-            "--secure-port",
-            "0",
-            "--bind-address",
-            "127.0.0.1",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let child = common::spawn(dir);
     let kc = Kubeconfig::read_from(dir.join("admin.kubeconfig")).unwrap();
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
