@@ -7,6 +7,7 @@
 
 pub mod defaults;
 pub mod fields;
+pub mod protobuf;
 pub mod quantity;
 pub mod resources;
 pub mod selector;

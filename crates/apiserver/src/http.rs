@@ -118,9 +118,17 @@ pub fn media_type(headers: &http::HeaderMap) -> String {
         .unwrap_or_default()
 }
 
-/// Decode a request body: JSON, or YAML (`application/yaml`, and apply patches which are
-/// YAML). Malformed input is a 400 naming the problem.
+/// Decode a request body: JSON, YAML (`application/yaml`, and apply patches which are
+/// YAML), or Kubernetes protobuf (kubectl 1.32+ typed commands). Malformed input is a 400
+/// naming the problem.
 pub fn decode_body(media: &str, body: &[u8]) -> Result<Value, StatusError> {
+    if media == "application/vnd.kubernetes.protobuf" {
+        return skiff_api::protobuf::decode(body).map_err(|e| {
+            StatusError::bad_request(format!(
+                "the body of the request could not be decoded as protobuf: {e}"
+            ))
+        });
+    }
     if media.contains("protobuf") || media.contains("cbor") {
         return Err(StatusError::unsupported_media_type(media));
     }
