@@ -46,6 +46,22 @@ pub fn apply_defaults(group: &str, plural: &str, obj: &mut Value) {
                 }
             }
         }
+        ("autoscaling", "horizontalpodautoscalers") => {
+            // Stored as autoscaling/v2: defaults as upstream's v2 defaulting.
+            let spec = child(obj, "spec");
+            default_val(spec, "minReplicas", Value::from(1));
+            if spec
+                .get("metrics")
+                .and_then(Value::as_array)
+                .is_none_or(|m| m.is_empty())
+            {
+                spec.insert(
+                    "metrics".into(),
+                    serde_json::json!([{"type": "Resource", "resource": {"name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 80}}}]),
+                );
+            }
+        }
         ("apps", "deployments") => default_deployment(obj),
         ("apps", "replicasets") => {
             default_val(child(obj, "spec"), "replicas", json!(1));

@@ -5,6 +5,7 @@
 //! Objects are handled as `serde_json::Value` so the same code serves built-in kinds,
 //! patches and custom resources alike. Nothing here does I/O.
 
+pub mod convert;
 pub mod defaults;
 pub mod fields;
 pub mod protobuf;

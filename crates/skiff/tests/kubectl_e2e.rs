@@ -1,74 +1,10 @@
 //! End-to-end: a real `skiff server` process driven by the real kubectl.
 
 mod common;
-use common::spawn;
+use common::{kubectl, spawn, start, versioned, Server};
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
-struct Server {
-    child: Child,
-    kubeconfig: String,
-    cache: tempfile::TempDir,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    Server {
-        child: spawn(dir.path()),
-        kubeconfig: dir.path().join("admin.kubeconfig").display().to_string(),
-        cache: tempfile::tempdir().unwrap(),
-        _dir: dir,
-    }
-}
-
-/// The versioned kubectl binaries sit beside the one `kubectl` on PATH resolves to.
-fn versioned(minor: &str) -> String {
-    let path = std::env::var("PATH").unwrap_or_default();
-    for d in path.split(':') {
-        let k = std::path::Path::new(d).join("kubectl");
-        if let Ok(real) = std::fs::canonicalize(&k) {
-            let v = real.parent().unwrap().join(format!("kubectl.{minor}"));
-            if v.exists() {
-                return v.display().to_string();
-            }
-        }
-    }
-    panic!("kubectl.{minor} not found beside kubectl on PATH");
-}
-
-/// Run kubectl (a versioned binary such as `kubectl.1.30` or plain `kubectl`).
-fn kubectl(s: &Server, bin: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    let mut c = Command::new(bin)
-        .args(["--kubeconfig", &s.kubeconfig, "--cache-dir"])
-        .arg(s.cache.path())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    if let Some(input) = stdin {
-        use std::io::Write;
-        c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    } else {
-        drop(c.stdin.take());
-    }
-    let out = c.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use std::process::{Command, Stdio};
 
 const CM: &str =
     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c1\n  labels: {app: web}\ndata:\n  a: b\n";
@@ -412,7 +348,7 @@ fn apply_scale_set_image_namespace_delete_and_restart() {
     // Data survives a restart on the same data dir.
     let _ = s.child.kill();
     let _ = s.child.wait();
-    s.child = spawn(s._dir.path());
+    s.child = spawn(s.dir.path());
     let (ok, out, err) = k(
         &s,
         &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"],

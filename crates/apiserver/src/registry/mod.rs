@@ -201,11 +201,23 @@ impl Registry {
 
     /// Present a stored object as this resource's version (apiVersion/kind).
     pub fn present(&self, info: &ResourceInfo, mut v: Value) -> Value {
+        if info.stored_as.is_some() {
+            v = skiff_api::convert::to_external(&info.group, &info.version, &info.kind, v);
+        }
         if let Some(m) = v.as_object_mut() {
             m.insert("apiVersion".into(), json!(info.api_version()));
             m.insert("kind".into(), json!(info.kind));
         }
         v
+    }
+
+    /// A client's object in the version this resource is stored as.
+    fn to_storage(&self, info: &ResourceInfo, v: Value) -> Value {
+        if info.stored_as.is_some() {
+            skiff_api::convert::to_storage(&info.group, &info.version, &info.kind, v)
+        } else {
+            v
+        }
     }
 
     /// A list, served from the watch cache when it can be, from the store otherwise.
@@ -388,10 +400,11 @@ impl Registry {
         &self,
         info: &ResourceInfo,
         ns: Option<&str>,
-        mut obj: Value,
+        obj: Value,
         opts: &WriteOptions,
     ) -> Result<Value> {
         check_type(info, &obj)?;
+        let mut obj = self.to_storage(info, obj);
         let ns = if info.namespaced() {
             let ns = ns.ok_or_else(|| StatusError::bad_request("namespace is required"))?;
             if let Some(body_ns) = namespace(&obj) {
@@ -649,6 +662,7 @@ impl Registry {
         check_type(info, &obj)?;
         check_name(&obj, name_)?;
         check_body_namespace(info, &obj, ns)?;
+        let obj = self.to_storage(info, obj);
         let rv = resource_version(&obj).map(str::to_string);
         self.guaranteed_update(info, ns, name_, rv.as_deref(), opts, |cur| {
             self.prepare_main_update(info, obj.clone(), cur, opts.dry_run)
@@ -666,6 +680,7 @@ impl Registry {
         opts: &WriteOptions,
     ) -> Result<Value> {
         check_name(&obj, name_)?;
+        let obj = self.to_storage(info, obj);
         let rv = resource_version(&obj).map(str::to_string);
         self.guaranteed_update(info, ns, name_, rv.as_deref(), opts, |cur| {
             let mut new = cur.clone();
@@ -702,7 +717,13 @@ impl Registry {
             .and_then(Value::as_str)
             .map(str::to_string);
         self.guaranteed_update(info, ns, name_, rv.as_deref(), opts, |cur| {
-            let patched = apply_patch(info, cur, patch_type, patch)?;
+            // A patch is written against the version the client speaks.
+            let external = self.present(info, cur.clone());
+            let patched = apply_patch(info, &external, patch_type, patch)?;
+            if !status {
+                check_type(info, &patched)?;
+            }
+            let patched = self.to_storage(info, patched);
             if status {
                 let mut new = cur.clone();
                 match patched.get("status") {
@@ -715,7 +736,6 @@ impl Registry {
                 }
                 Ok(new)
             } else {
-                check_type(info, &patched)?;
                 check_name(&patched, name_)?;
                 self.prepare_main_update(info, patched, cur, opts.dry_run)
             }

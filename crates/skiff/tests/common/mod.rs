@@ -1,4 +1,6 @@
-//! Shared by the end-to-end tests: starting a real `skiff server` process.
+//! Shared by the end-to-end tests: starting a real `skiff server` process and running the
+//! real kubectl against it. Each test binary uses a different part of it.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -28,4 +30,74 @@ pub fn spawn(dir: &std::path::Path) -> Child {
         "unexpected first line: {line}"
     );
     child
+}
+
+/// A running server with its own data dir and kubectl cache dir, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub kubeconfig: String,
+    pub cache: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    Server {
+        child: spawn(dir.path()),
+        kubeconfig: dir.path().join("admin.kubeconfig").display().to_string(),
+        cache: tempfile::tempdir().unwrap(),
+        dir,
+    }
+}
+
+/// The versioned kubectl binaries sit beside the one `kubectl` on PATH resolves to.
+pub fn versioned(minor: &str) -> String {
+    let path = std::env::var("PATH").unwrap_or_default();
+    for d in path.split(':') {
+        let k = std::path::Path::new(d).join("kubectl");
+        if let Ok(real) = std::fs::canonicalize(&k) {
+            let v = real.parent().unwrap().join(format!("kubectl.{minor}"));
+            if v.exists() {
+                return v.display().to_string();
+            }
+        }
+    }
+    panic!("kubectl.{minor} not found beside kubectl on PATH");
+}
+
+/// Run kubectl (a versioned binary such as `kubectl.1.30` or plain `kubectl`).
+pub fn kubectl(
+    s: &Server,
+    bin: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (bool, String, String) {
+    let mut c = Command::new(bin)
+        .args(["--kubeconfig", &s.kubeconfig, "--cache-dir"])
+        .arg(s.cache.path())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    } else {
+        drop(c.stdin.take());
+    }
+    let out = c.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
