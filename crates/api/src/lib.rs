@@ -7,7 +7,9 @@
 
 pub mod convert;
 pub mod defaults;
+pub mod field_validation;
 pub mod fields;
+pub mod openapi;
 pub mod protobuf;
 pub mod quantity;
 pub mod resources;

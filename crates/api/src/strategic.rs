@@ -9,9 +9,10 @@
 
 use serde_json::{Map, Value};
 
-/// How a list field merges.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ListStrategy {
+/// How a list field merges. This table is also where OpenAPI's patch extensions
+/// (`x-kubernetes-patch-merge-key`, ...) come from (see [`crate::openapi`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ListStrategy {
     /// Replace the whole list (the default).
     Replace,
     /// Merge objects by this key.
@@ -22,7 +23,7 @@ enum ListStrategy {
 
 /// The strategy of list field `field` found under the object path `path` (field names from
 /// the root, list elements not counted).
-fn list_strategy(path: &[&str], field: &str) -> ListStrategy {
+pub fn list_strategy(path: &[&str], field: &str) -> ListStrategy {
     use ListStrategy::*;
     let in_container = path
         .last()
