@@ -552,6 +552,23 @@ fn output_formats_list_options_annotate_and_client_errors() {
     );
     assert!(!ok);
     assert!(err.contains("error converting YAML to JSON"), "{err}");
+    // Bodies over the limit are refused (413) before they are read whole.
+    let big = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: big}}\ndata: {{x: {}}}\n",
+        "a".repeat(4 * 1024 * 1024)
+    );
+    let (ok, _, err) = kubectl(
+        &s,
+        "kubectl",
+        &["create", "--validate=false", "-f", "-"],
+        Some(&big),
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("Error from server (RequestEntityTooLarge)"),
+        "{}",
+        &err[..err.len().min(500)]
+    );
     let (ok, _, err) = kubectl(&s, "kubectl", &["get", "foos"], None);
     assert!(!ok);
     assert!(

@@ -1,0 +1,310 @@
+//! Object semantics of the API, checked over HTTPS against a real `skiff server` with a client
+//! library: generation, the status subresource, dryRun, finalizers, graceful pod deletion,
+//! propagation policies, and the error responses for bodies and paths clients get wrong.
+
+mod common;
+
+use kube::client::Body;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::{json, Value};
+
+struct Api {
+    client: kube::Client,
+    _child: Killed,
+    _dir: tempfile::TempDir,
+}
+
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn start() -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Killed(common::spawn(dir.path()));
+    let kc = Kubeconfig::read_from(dir.path().join("admin.kubeconfig")).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    Api {
+        client: kube::Client::try_from(config).unwrap(),
+        _child: child,
+        _dir: dir,
+    }
+}
+
+impl Api {
+    /// Send a request; the status code and the body parsed as JSON (or as a string).
+    async fn call(&self, method: &str, path: &str, ct: &str, body: Vec<u8>) -> (u16, Value) {
+        let mut req = http::Request::builder().method(method).uri(path);
+        if !ct.is_empty() {
+            req = req.header("content-type", ct);
+        }
+        let resp = self
+            .client
+            .send(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let code = resp.status().as_u16();
+        let bytes = resp.into_body().collect_bytes().await.unwrap();
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (code, v)
+    }
+
+    async fn json(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
+        let ct = match method {
+            "PATCH" => "application/merge-patch+json",
+            _ => "application/json",
+        };
+        self.call(method, path, ct, serde_json::to_vec(body).unwrap())
+            .await
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.call("GET", path, "", Vec::new()).await
+    }
+}
+
+const DEPLOYS: &str = "/apis/apps/v1/namespaces/default/deployments";
+
+fn deployment(name: &str) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}}}})
+}
+
+#[tokio::test]
+async fn generation_status_subresource_and_dry_run() {
+    let api = start().await;
+    let (code, d) = api.json("POST", DEPLOYS, &deployment("web")).await;
+    assert_eq!(code, 201, "{d}");
+    assert_eq!(d["metadata"]["generation"], 1);
+    let item = format!("{DEPLOYS}/web");
+
+    // Metadata changes leave generation alone; spec changes bump it.
+    let (_, d) = api
+        .json("PATCH", &item, &json!({"metadata": {"labels": {"x": "y"}}}))
+        .await;
+    assert_eq!(d["metadata"]["generation"], 1);
+    let (_, d) = api
+        .json("PATCH", &item, &json!({"spec": {"replicas": 2}}))
+        .await;
+    assert_eq!(d["metadata"]["generation"], 2);
+
+    // The status subresource writes status only; the main resource ignores status.
+    let mut body = d.clone();
+    body["status"] = json!({"replicas": 7, "observedGeneration": 2});
+    body["spec"]["replicas"] = json!(9);
+    let (code, s) = api.json("PUT", &format!("{item}/status"), &body).await;
+    assert_eq!(code, 200, "{s}");
+    assert_eq!(s["status"]["replicas"], 7);
+    assert_eq!(
+        s["spec"]["replicas"], 2,
+        "a status write cannot change spec"
+    );
+    assert_eq!(s["metadata"]["generation"], 2);
+    let mut body = s.clone();
+    body["status"]["replicas"] = json!(1);
+    body["spec"]["replicas"] = json!(3);
+    let (code, m) = api.json("PUT", &item, &body).await;
+    assert_eq!(code, 200, "{m}");
+    assert_eq!(m["spec"]["replicas"], 3);
+    assert_eq!(
+        m["status"]["replicas"], 7,
+        "a main write cannot change status"
+    );
+    assert_eq!(m["metadata"]["generation"], 3);
+
+    // A stale resourceVersion is a 409 with upstream's message.
+    let mut stale = m.clone();
+    stale["metadata"]["resourceVersion"] = s["metadata"]["resourceVersion"].clone();
+    let (code, st) = api.json("PUT", &item, &stale).await;
+    assert_eq!(code, 409);
+    assert_eq!(st["reason"], "Conflict");
+    assert_eq!(
+        st["message"],
+        "Operation cannot be fulfilled on deployments.apps \"web\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+
+    // dryRun=All: every write answers as if done and stores nothing.
+    let (code, d) = api
+        .json(
+            "POST",
+            &format!("{DEPLOYS}?dryRun=All"),
+            &deployment("ghost"),
+        )
+        .await;
+    assert_eq!(code, 201, "{d}");
+    assert_eq!(d["metadata"]["name"], "ghost");
+    assert_eq!(api.get(&format!("{DEPLOYS}/ghost")).await.0, 404);
+    let (code, d) = api
+        .json(
+            "PATCH",
+            &format!("{item}?dryRun=All"),
+            &json!({"spec": {"replicas": 5}}),
+        )
+        .await;
+    assert_eq!((code, d["spec"]["replicas"].clone()), (200, json!(5)));
+    let (code, d) = api
+        .json("DELETE", &format!("{item}?dryRun=All"), &json!({}))
+        .await;
+    assert_eq!(code, 200, "{d}");
+    let (_, now) = api.get(&item).await;
+    assert_eq!(now["spec"]["replicas"], 3);
+    assert_eq!(
+        now["metadata"]["resourceVersion"],
+        m["metadata"]["resourceVersion"]
+    );
+    let (code, _) = api
+        .json(
+            "POST",
+            "/api/v1/namespaces/default/configmaps?dryRun=Bogus",
+            &json!({}),
+        )
+        .await;
+    assert_eq!(code, 400);
+}
+
+#[tokio::test]
+async fn finalizers_graceful_pods_and_propagation_policies() {
+    let api = start().await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "held", "finalizers": ["example.com/hold"]}});
+    assert_eq!(api.json("POST", cms, &cm).await.0, 201);
+    // A finalizer keeps the object, marked for deletion, until it is cleared.
+    let (code, d) = api.json("DELETE", &format!("{cms}/held"), &json!({})).await;
+    assert_eq!(code, 200);
+    assert!(d["metadata"]["deletionTimestamp"].is_string(), "{d}");
+    let (code, d) = api.get(&format!("{cms}/held")).await;
+    assert_eq!(code, 200);
+    assert!(d["metadata"]["deletionTimestamp"].is_string());
+    // New finalizers cannot be added once deletion started.
+    let (code, _) = api
+        .json(
+            "PATCH",
+            &format!("{cms}/held"),
+            &json!({"metadata": {"finalizers": ["example.com/hold", "example.com/more"]}}),
+        )
+        .await;
+    assert_eq!(code, 422);
+    let (code, _) = api
+        .json(
+            "PATCH",
+            &format!("{cms}/held"),
+            &json!({"metadata": {"finalizers": null}}),
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(api.get(&format!("{cms}/held")).await.0, 404);
+
+    // Pods on a node are deleted gracefully; pods never scheduled go at once.
+    let pods = "/api/v1/namespaces/default/pods";
+    let pod = |name: &str, node: Option<&str>| {
+        let mut p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+        if let Some(n) = node {
+            p["spec"]["nodeName"] = json!(n);
+        }
+        p
+    };
+    assert_eq!(
+        api.json("POST", pods, &pod("bound", Some("n1"))).await.0,
+        201
+    );
+    assert_eq!(api.json("POST", pods, &pod("loose", None)).await.0, 201);
+    let (_, d) = api
+        .json("DELETE", &format!("{pods}/bound"), &json!({}))
+        .await;
+    assert_eq!(d["metadata"]["deletionGracePeriodSeconds"], 30, "{d}");
+    assert_eq!(api.get(&format!("{pods}/bound")).await.0, 200);
+    let (_, d) = api
+        .json(
+            "DELETE",
+            &format!("{pods}/bound"),
+            &json!({"gracePeriodSeconds": 0}),
+        )
+        .await;
+    assert!(d.is_object());
+    assert_eq!(api.get(&format!("{pods}/bound")).await.0, 404);
+    api.json("DELETE", &format!("{pods}/loose"), &json!({}))
+        .await;
+    assert_eq!(api.get(&format!("{pods}/loose")).await.0, 404);
+
+    // Orphan and Foreground are recorded as finalizers for the garbage collector.
+    for (policy, finalizer) in [("Orphan", "orphan"), ("Foreground", "foregroundDeletion")] {
+        let name = format!("owner-{}", finalizer.to_lowercase());
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name,
+            "finalizers": ["example.com/hold"]}});
+        assert_eq!(api.json("POST", cms, &cm).await.0, 201);
+        let (_, d) = api
+            .json(
+                "DELETE",
+                &format!("{cms}/{name}"),
+                &json!({"propagationPolicy": policy}),
+            )
+            .await;
+        let fins = d["metadata"]["finalizers"].as_array().unwrap();
+        assert!(fins.contains(&json!(finalizer)), "{policy}: {d}");
+    }
+}
+
+#[tokio::test]
+async fn bad_bodies_and_paths_get_status_errors() {
+    let api = start().await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let (code, st) = api
+        .call("POST", cms, "application/json", b"{\"metadata\": ".to_vec())
+        .await;
+    assert_eq!(code, 400);
+    assert_eq!(st["kind"], "Status");
+    assert_eq!(st["reason"], "BadRequest");
+    let (code, st) = api
+        .call("POST", cms, "application/yaml", b"metadata: [x\n".to_vec())
+        .await;
+    assert_eq!(code, 400);
+    assert!(
+        st["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("error converting YAML to JSON"),
+        "{st}"
+    );
+    let (code, st) = api.call("POST", cms, "application/cbor", vec![0xa0]).await;
+    assert_eq!(code, 415);
+    assert_eq!(st["reason"], "UnsupportedMediaType");
+    // Unknown paths and resources are 404 Status objects.
+    for path in [
+        "/api/v1/foos",
+        "/apis/nope.example/v1/things",
+        "/no/such/path",
+    ] {
+        let (code, st) = api.get(path).await;
+        assert_eq!(code, 404, "{path}");
+        assert_eq!(st["kind"], "Status", "{path}: {st}");
+        assert_eq!(st["reason"], "NotFound", "{path}");
+    }
+    // A watch with timeoutSeconds ends on time, after the initial-events bookmark when asked.
+    let t = std::time::Instant::now();
+    let (code, body) = api
+        .get(&format!(
+            "{cms}?watch=true&timeoutSeconds=1&allowWatchBookmarks=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan"
+        ))
+        .await;
+    assert_eq!(code, 200);
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    let body = body
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or(body.to_string());
+    assert!(
+        body.contains("\"BOOKMARK\"") && body.contains("k8s.io/initial-events-end"),
+        "{body}"
+    );
+}
