@@ -8,9 +8,11 @@
 pub mod auth;
 pub mod certs;
 pub mod discovery;
+pub mod field_validation;
 pub mod http;
 pub mod metrics;
 pub mod namespace_finalizer;
+pub mod openapi;
 pub mod registry;
 pub mod request;
 pub mod server;

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::auth::{AllowAll, Attributes, Authorizer, Decision, TokenFile, UserInfo};
 use crate::certs::Pki;
+use crate::field_validation as fv;
 use crate::http::{self as h, Response};
 use crate::metrics::Metrics;
 use crate::registry::{DeleteOptions, ListRequest, Registry, WriteOptions};
@@ -375,6 +376,13 @@ async fn route(
         }
         PathKind::Other => match path.as_str() {
             "/metrics" => h::bytes_response(200, "text/plain; version=0.0.4", app.metrics.render()),
+            p if p.starts_with("/openapi/") => crate::openapi::serve(
+                &app.registry.resources(),
+                p,
+                query.get("hash"),
+                req.headers(),
+            )
+            .unwrap_or_else(|| h::error(&StatusError::path_not_found())),
             "/" => h::json(
                 200,
                 &json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/metrics", "/readyz", "/version"]}),
@@ -598,24 +606,47 @@ async fn resource_request(
             watch(app.clone(), info, lr, query, table).await
         }
         (None, "create") => {
-            let obj = h::decode_body(&media, &body)?;
+            let mut obj = h::decode_body(&media, &body)?;
+            let warnings = fv::check_object(&info, &query, &media, &body, &mut obj)?;
             let opts = write_options(&query)?;
             let out = reg.create(&info, ns, obj, &opts).await?;
-            Ok(h::json(201, &out))
+            let mut resp = h::json(201, &out);
+            fv::add_warnings(&mut resp, &warnings);
+            Ok(resp)
         }
         (None, "update") => {
-            let obj = h::decode_body(&media, &body)?;
+            let mut obj = h::decode_body(&media, &body)?;
+            let warnings = fv::check_object(&info, &query, &media, &body, &mut obj)?;
             let opts = write_options(&query)?;
             let out = reg.update(&info, ns, name, obj, &opts).await?;
-            Ok(h::json(200, &out))
+            let mut resp = h::json(200, &out);
+            fv::add_warnings(&mut resp, &warnings);
+            Ok(resp)
         }
         (sub @ (None | Some("status")), "patch") => {
-            let patch = h::decode_body(&media, &body)?;
+            let mut patch = h::decode_body(&media, &body)?;
+            // A strict failure of a JSON or merge patch shows the patched object.
+            let current = match media.as_str() {
+                "application/merge-patch+json" | "application/json-patch+json"
+                    if query.get("fieldValidation") == Some("Strict") =>
+                {
+                    reg.get(&info, ns, name).await.ok()
+                }
+                _ => None,
+            };
+            let warnings = fv::check_patch(&info, &query, &media, &body, &mut patch, |p| {
+                let cur = current.as_ref()?;
+                crate::registry::apply_patch(&info, cur, &media, p)
+                    .ok()
+                    .map(|v| v.to_string())
+            })?;
             let opts = write_options(&query)?;
             let out = reg
                 .patch(&info, ns, name, &media, &patch, sub.is_some(), &opts)
                 .await?;
-            Ok(h::json(200, &out))
+            let mut resp = h::json(200, &out);
+            fv::add_warnings(&mut resp, &warnings);
+            Ok(resp)
         }
         (None, "delete") => {
             let body_v = if body.is_empty() {
@@ -678,12 +709,12 @@ async fn resource_request(
         }
         (Some("status"), "get") => Ok(h::json(200, &reg.get(&info, ns, name).await?)),
         (Some("status"), "update") => {
-            let obj = h::decode_body(&media, &body)?;
+            let mut obj = h::decode_body(&media, &body)?;
+            let warnings = fv::check_object(&info, &query, &media, &body, &mut obj)?;
             let opts = write_options(&query)?;
-            Ok(h::json(
-                200,
-                &reg.update_status(&info, ns, name, obj, &opts).await?,
-            ))
+            let mut resp = h::json(200, &reg.update_status(&info, ns, name, obj, &opts).await?);
+            fv::add_warnings(&mut resp, &warnings);
+            Ok(resp)
         }
         (Some("scale"), v) => scale(reg, &info, ns, name, v, &media, &body, &query).await,
         (Some("binding"), "create") => {
