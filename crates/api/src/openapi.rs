@@ -862,3 +862,267 @@ mod tests {
         assert_eq!(op_gv("", "v1"), "CoreV1");
     }
 }
+
+/// The patch operations of `/openapi/v2`: for each resource its item path, operation id and
+/// group/version/kind.
+fn v2_patch_ops(resources: &[ResourceInfo]) -> Vec<(String, String, (String, String, String))> {
+    let mut out = Vec::new();
+    for r in resources.iter().filter(|r| r.verbs.contains(&"patch")) {
+        let prefix = format!("/{}", gv_path(&r.group, &r.version));
+        let (path, ns) = if r.namespaced() {
+            (
+                format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", r.plural),
+                "Namespaced",
+            )
+        } else {
+            (format!("{prefix}/{}/{{name}}", r.plural), "")
+        };
+        let id = format!("patch{}{ns}{}", op_gv(&r.group, &r.version), r.kind);
+        let gvk = (
+            r.group.to_string(),
+            r.version.to_string(),
+            r.kind.to_string(),
+        );
+        out.push((path, id, gvk));
+    }
+    out
+}
+
+const V2_WRITE_PARAMS: &[(&str, &str)] = &[
+    ("dryRun", "string"),
+    ("fieldManager", "string"),
+    ("fieldValidation", "string"),
+    ("force", "boolean"),
+];
+
+/// `/openapi/v2` as JSON (Swagger 2.0): the patch operation of every resource, tagged with
+/// its group/version/kind and taking `fieldValidation`. No definitions: clients use v3 for
+/// schemas.
+pub fn v2_json(resources: &[ResourceInfo]) -> Value {
+    let mut paths = Map::new();
+    for (path, id, (g, v, k)) in v2_patch_ops(resources) {
+        let params: Vec<Value> = V2_WRITE_PARAMS
+            .iter()
+            .map(|(n, t)| json!({"uniqueItems": true, "type": t, "name": n, "in": "query"}))
+            .collect();
+        paths.insert(
+            path,
+            json!({"patch": {
+                "operationId": id,
+                "parameters": params,
+                "responses": {"200": {"description": "OK"}},
+                "x-kubernetes-action": "patch",
+                "x-kubernetes-group-version-kind": gvk_value(&g, &v, &k),
+            }}),
+        );
+    }
+    json!({
+        "swagger": "2.0",
+        "info": {"title": "Kubernetes", "version": KUBE_VERSION},
+        "paths": paths,
+        "definitions": {},
+    })
+}
+
+/// Protobuf encoding, just enough for gnostic's `openapi.v2.Document`.
+mod pb {
+    pub fn varint(buf: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            buf.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        buf.push(v as u8);
+    }
+
+    /// A length-delimited field (string, bytes or message).
+    pub fn bytes(buf: &mut Vec<u8>, field: u32, b: &[u8]) {
+        varint(buf, u64::from(field) << 3 | 2);
+        varint(buf, b.len() as u64);
+        buf.extend_from_slice(b);
+    }
+
+    pub fn string(buf: &mut Vec<u8>, field: u32, s: &str) {
+        bytes(buf, field, s.as_bytes());
+    }
+
+    pub fn boolean(buf: &mut Vec<u8>, field: u32, v: bool) {
+        varint(buf, u64::from(field) << 3);
+        varint(buf, u64::from(v));
+    }
+}
+
+/// A `NamedAny` vendor extension whose value is given as YAML.
+fn pb_extension(name: &str, yaml: &str) -> Vec<u8> {
+    let mut any = Vec::new();
+    pb::string(&mut any, 2, yaml); // Any.yaml
+    let mut named = Vec::new();
+    pb::string(&mut named, 1, name); // NamedAny.name
+    pb::bytes(&mut named, 2, &any); // NamedAny.value
+    named
+}
+
+/// A YAML string scalar, quoted when it would not read back as the same string.
+fn yaml_str(s: &str) -> String {
+    if s.is_empty()
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_/".contains(c))
+    {
+        format!("{s:?}")
+    } else {
+        s.to_string()
+    }
+}
+
+/// `/openapi/v2` in the gnostic protobuf form (`application/com.github.proto-openapi.spec.v2@v1.0+protobuf`)
+/// that kubectl 1.27 and 1.28 read to decide whether the server validates fields: the same
+/// content as [`v2_json`].
+pub fn v2_protobuf(resources: &[ResourceInfo]) -> Vec<u8> {
+    let mut paths = Vec::new();
+    for (path, id, (g, v, k)) in v2_patch_ops(resources) {
+        let mut op = Vec::new();
+        pb::string(&mut op, 5, &id); // Operation.operation_id
+        for (name, ty) in V2_WRITE_PARAMS {
+            let mut q = Vec::new();
+            pb::string(&mut q, 2, "query"); // QueryParameterSubSchema.in
+            pb::string(&mut q, 4, name); // .name
+            pb::string(&mut q, 6, ty); // .type
+            pb::boolean(&mut q, 20, true); // .unique_items
+            let mut non_body = Vec::new();
+            pb::bytes(&mut non_body, 3, &q); // NonBodyParameter.query_parameter_sub_schema
+            let mut param = Vec::new();
+            pb::bytes(&mut param, 2, &non_body); // Parameter.non_body_parameter
+            let mut item = Vec::new();
+            pb::bytes(&mut item, 1, &param); // ParametersItem.parameter
+            pb::bytes(&mut op, 8, &item); // Operation.parameters
+        }
+        let mut response = Vec::new();
+        pb::string(&mut response, 1, "OK"); // Response.description
+        let mut response_value = Vec::new();
+        pb::bytes(&mut response_value, 1, &response); // ResponseValue.response
+        let mut named_response = Vec::new();
+        pb::string(&mut named_response, 1, "200");
+        pb::bytes(&mut named_response, 2, &response_value);
+        let mut responses = Vec::new();
+        pb::bytes(&mut responses, 1, &named_response); // Responses.response_code
+        pb::bytes(&mut op, 9, &responses); // Operation.responses
+        pb::bytes(&mut op, 13, &pb_extension("x-kubernetes-action", "patch\n"));
+        let gvk = format!(
+            "group: {}\nkind: {}\nversion: {}\n",
+            yaml_str(&g),
+            yaml_str(&k),
+            yaml_str(&v)
+        );
+        pb::bytes(
+            &mut op,
+            13,
+            &pb_extension("x-kubernetes-group-version-kind", &gvk),
+        ); // Operation.vendor_extension
+        let mut item = Vec::new();
+        pb::bytes(&mut item, 8, &op); // PathItem.patch
+        let mut named = Vec::new();
+        pb::string(&mut named, 1, &path); // NamedPathItem.name
+        pb::bytes(&mut named, 2, &item); // NamedPathItem.value
+        pb::bytes(&mut paths, 2, &named); // Paths.path
+    }
+    let mut info = Vec::new();
+    pb::string(&mut info, 1, "Kubernetes");
+    pb::string(&mut info, 2, KUBE_VERSION);
+    let mut doc = Vec::new();
+    pb::string(&mut doc, 1, "2.0"); // Document.swagger
+    pb::bytes(&mut doc, 2, &info); // Document.info
+    pb::bytes(&mut doc, 8, &paths); // Document.paths
+    doc
+}
+
+#[cfg(test)]
+mod v2_tests {
+    use super::*;
+    use crate::resources::builtin;
+
+    /// Read back (field, wire type, payload) triples of one protobuf message.
+    fn fields(mut b: &[u8]) -> Vec<(u64, Vec<u8>)> {
+        fn varint(b: &mut &[u8]) -> u64 {
+            let mut v = 0u64;
+            let mut shift = 0;
+            loop {
+                let byte = b[0];
+                *b = &b[1..];
+                v |= u64::from(byte & 0x7f) << shift;
+                if byte < 0x80 {
+                    return v;
+                }
+                shift += 7;
+            }
+        }
+        let mut out = Vec::new();
+        while !b.is_empty() {
+            let key = varint(&mut b);
+            match key & 7 {
+                0 => {
+                    let v = varint(&mut b);
+                    out.push((key >> 3, vec![v as u8]));
+                }
+                2 => {
+                    let n = varint(&mut b) as usize;
+                    out.push((key >> 3, b[..n].to_vec()));
+                    b = &b[n..];
+                }
+                w => panic!("wire type {w}"),
+            }
+        }
+        out
+    }
+
+    fn get(b: &[u8], field: u64) -> Vec<Vec<u8>> {
+        fields(b)
+            .into_iter()
+            .filter(|(f, _)| *f == field)
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    #[test]
+    fn v2_protobuf_has_deployment_patch_with_field_validation() {
+        let doc = v2_protobuf(&builtin());
+        assert_eq!(get(&doc, 1), vec![b"2.0".to_vec()]);
+        let paths = &get(&doc, 8)[0];
+        let deploy = get(paths, 2)
+            .into_iter()
+            .find(|p| get(p, 1)[0] == b"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
+            .expect("deployments path");
+        let op = &get(&get(&deploy, 2)[0], 8)[0];
+        let names: Vec<String> = get(op, 8)
+            .iter()
+            .map(|item| {
+                let param = &get(item, 1)[0];
+                let non_body = &get(param, 2)[0];
+                let q = &get(non_body, 3)[0];
+                String::from_utf8(get(q, 4)[0].clone()).unwrap()
+            })
+            .collect();
+        assert!(names.contains(&"fieldValidation".to_string()), "{names:?}");
+        let exts: Vec<(String, String)> = get(op, 13)
+            .iter()
+            .map(|e| {
+                (
+                    String::from_utf8(get(e, 1)[0].clone()).unwrap(),
+                    String::from_utf8(get(&get(e, 2)[0], 2)[0].clone()).unwrap(),
+                )
+            })
+            .collect();
+        assert!(exts.contains(&(
+            "x-kubernetes-group-version-kind".into(),
+            "group: apps\nkind: Deployment\nversion: v1\n".into()
+        )));
+        // The core group is an empty, quoted string.
+        let text = String::from_utf8_lossy(&doc);
+        assert!(text.contains("group: \"\"\nkind: Pod\nversion: v1\n"));
+        let json = v2_json(&builtin());
+        assert_eq!(
+            json["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"]
+                ["x-kubernetes-group-version-kind"]["kind"],
+            "Pod"
+        );
+    }
+}

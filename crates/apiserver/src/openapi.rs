@@ -9,8 +9,10 @@ use skiff_api::status::StatusError;
 
 use crate::http::{self as h, Response};
 
-/// The v2 protobuf media type kubectl 1.27/1.28 accept.
-pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+/// The media type of the v2 protobuf answer. kubectl 1.27/1.28 ask for
+/// `application/com.github.proto-openapi.spec.v2@v1.0+protobuf`, but Go's `mime` cannot parse
+/// the `@`, so upstream answers with this spelling.
+pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 /// Serve an `/openapi/...` path; `None` when the path is not one.
 pub fn serve(
@@ -24,6 +26,26 @@ pub fn serve(
     if path == "/openapi/v3" {
         let root = skiff_api::openapi::v3_root(&resources);
         let mut r = h::json(200, &root);
+        r.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache, private"),
+        );
+        return Some(r);
+    }
+    if path == "/openapi/v2" {
+        let accept = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mut r = if accept.contains("protobuf") {
+            h::bytes_response(
+                200,
+                V2_PROTOBUF,
+                skiff_api::openapi::v2_protobuf(&resources),
+            )
+        } else {
+            h::json(200, &skiff_api::openapi::v2_json(&resources))
+        };
         r.headers_mut().insert(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-cache, private"),
