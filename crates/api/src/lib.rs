@@ -9,6 +9,7 @@ pub mod convert;
 pub mod defaults;
 pub mod field_validation;
 pub mod fields;
+pub mod managed;
 pub mod openapi;
 pub mod protobuf;
 pub mod quantity;

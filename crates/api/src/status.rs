@@ -241,6 +241,23 @@ impl StatusError {
         )
     }
 
+    /// 409 Conflict from a server-side apply: other managers own fields it would change.
+    pub fn apply_conflict(conflicts: &[crate::managed::Conflict]) -> Self {
+        let causes: Vec<Value> = conflicts
+            .iter()
+            .map(|c| {
+                json!({"reason": "FieldManagerConflict",
+                       "message": format!("conflict with {}", c.manager), "field": c.field})
+            })
+            .collect();
+        Self {
+            code: 409,
+            reason: "Conflict",
+            message: crate::managed::conflict_message(conflicts),
+            details: Some(json!({ "causes": causes })),
+        }
+    }
+
     /// 409 Conflict: `Operation cannot be fulfilled on <resource> "<name>": <why>`.
     pub fn conflict_msg(group: &str, resource: &str, name: &str, why: &str) -> Self {
         Self {

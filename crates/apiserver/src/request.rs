@@ -132,6 +132,14 @@ impl Query {
             .collect()
     }
 
+    /// This query with `key=value` added unless `key` is already given (or `value` is empty).
+    pub fn with_default(mut self, key: &str, value: &str) -> Query {
+        if !value.is_empty() && self.get(key).is_none() {
+            self.pairs.push((key.to_string(), value.to_string()));
+        }
+        self
+    }
+
     pub fn flag(&self, key: &str) -> bool {
         matches!(self.get(key), Some("true") | Some("1") | Some(""))
     }

@@ -452,6 +452,8 @@ fn write_options(query: &Query) -> Result<WriteOptions, StatusError> {
     Ok(WriteOptions {
         dry_run: crate::registry::parse_dry_run(&dry)?,
         field_manager: query.get("fieldManager").map(str::to_string),
+        force: query.flag("force"),
+        ..WriteOptions::default()
     })
 }
 
@@ -569,6 +571,10 @@ async fn resource_request(
     let table = wants_table(req.headers());
     let headers = req.headers().clone();
     let media = h::media_type(&headers);
+    // Writes without a fieldManager are recorded under the client's name, taken from its
+    // User-Agent as upstream does (`kubectl/v1.33.0 (linux/amd64) ...` is "kubectl").
+    let user_agent = header_str(&headers, header::USER_AGENT);
+    let query = query.with_default("fieldManager", user_agent.split('/').next().unwrap_or(""));
     let body = match verb {
         "create" | "update" | "patch" | "delete" | "deletecollection" => {
             h::read_body(&headers, req.into_body(), h::MAX_BODY).await?
@@ -620,6 +626,15 @@ async fn resource_request(
             let opts = write_options(&query)?;
             let out = reg.update(&info, ns, name, obj, &opts).await?;
             let mut resp = h::json(200, &out);
+            fv::add_warnings(&mut resp, &warnings);
+            Ok(resp)
+        }
+        (None, "patch") if media.starts_with("application/apply-patch") => {
+            let mut applied = h::decode_body("application/yaml", &body)?;
+            let warnings = fv::check_patch(&info, &query, &media, &body, &mut applied, |_| None)?;
+            let opts = write_options(&query)?;
+            let (out, created) = reg.apply(&info, ns, name, &applied, &opts).await?;
+            let mut resp = h::json(if created { 201 } else { 200 }, &out);
             fv::add_warnings(&mut resp, &warnings);
             Ok(resp)
         }
@@ -934,6 +949,7 @@ async fn scale(
                     if cur.pointer("/spec/replicas") != n.pointer("/spec/replicas") {
                         n["metadata"]["generation"] = json!(g + 1);
                     }
+                    crate::registry::track(info, &opts, "scale", Some(cur), &mut n);
                     Ok(n)
                 })
                 .await?;

@@ -70,22 +70,22 @@ impl Api {
     }
 }
 
-const DEPLOYS: &str = "/apis/apps/v1/namespaces/default/deployments";
+/// ResourceQuotas have a spec, a status subresource and no controller in skiff, so nothing
+/// but the test writes them.
+const QUOTAS: &str = "/api/v1/namespaces/default/resourcequotas";
 
-fn deployment(name: &str) -> Value {
-    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}}}})
+fn quota(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": name},
+        "spec": {"hard": {"pods": "1"}}})
 }
 
 #[tokio::test]
 async fn generation_status_subresource_and_dry_run() {
     let api = start().await;
-    let (code, d) = api.json("POST", DEPLOYS, &deployment("web")).await;
+    let (code, d) = api.json("POST", QUOTAS, &quota("q")).await;
     assert_eq!(code, 201, "{d}");
     assert_eq!(d["metadata"]["generation"], 1);
-    let item = format!("{DEPLOYS}/web");
+    let item = format!("{QUOTAS}/q");
 
     // Metadata changes leave generation alone; spec changes bump it.
     let (_, d) = api
@@ -93,33 +93,51 @@ async fn generation_status_subresource_and_dry_run() {
         .await;
     assert_eq!(d["metadata"]["generation"], 1);
     let (_, d) = api
-        .json("PATCH", &item, &json!({"spec": {"replicas": 2}}))
+        .json("PATCH", &item, &json!({"spec": {"hard": {"pods": "2"}}}))
         .await;
     assert_eq!(d["metadata"]["generation"], 2);
 
     // The status subresource writes status only; the main resource ignores status.
     let mut body = d.clone();
-    body["status"] = json!({"replicas": 7, "observedGeneration": 2});
-    body["spec"]["replicas"] = json!(9);
+    body["status"] = json!({"hard": {"pods": "2"}, "used": {"pods": "1"}});
+    body["spec"]["hard"]["pods"] = json!("9");
     let (code, s) = api.json("PUT", &format!("{item}/status"), &body).await;
     assert_eq!(code, 200, "{s}");
-    assert_eq!(s["status"]["replicas"], 7);
+    assert_eq!(s["status"]["used"]["pods"], "1");
     assert_eq!(
-        s["spec"]["replicas"], 2,
+        s["spec"]["hard"]["pods"], "2",
         "a status write cannot change spec"
     );
     assert_eq!(s["metadata"]["generation"], 2);
     let mut body = s.clone();
-    body["status"]["replicas"] = json!(1);
-    body["spec"]["replicas"] = json!(3);
+    body["status"]["used"]["pods"] = json!("0");
+    body["spec"]["hard"]["pods"] = json!("3");
     let (code, m) = api.json("PUT", &item, &body).await;
     assert_eq!(code, 200, "{m}");
-    assert_eq!(m["spec"]["replicas"], 3);
+    assert_eq!(m["spec"]["hard"]["pods"], "3");
     assert_eq!(
-        m["status"]["replicas"], 7,
+        m["status"]["used"]["pods"], "1",
         "a main write cannot change status"
     );
     assert_eq!(m["metadata"]["generation"], 3);
+    // Each write was recorded under its manager (here the client's User-Agent name).
+    let managers: Vec<String> = m["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}/{}",
+                e["operation"].as_str().unwrap(),
+                e["subresource"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert!(
+        managers.contains(&"Update/status".to_string()),
+        "{managers:?}"
+    );
+    assert!(managers.contains(&"Update/".to_string()), "{managers:?}");
 
     // A stale resourceVersion is a 409 with upstream's message.
     let mut stale = m.clone();
@@ -129,34 +147,34 @@ async fn generation_status_subresource_and_dry_run() {
     assert_eq!(st["reason"], "Conflict");
     assert_eq!(
         st["message"],
-        "Operation cannot be fulfilled on deployments.apps \"web\": the object has been modified; please apply your changes to the latest version and try again"
+        "Operation cannot be fulfilled on resourcequotas \"q\": the object has been modified; please apply your changes to the latest version and try again"
     );
 
     // dryRun=All: every write answers as if done and stores nothing.
     let (code, d) = api
-        .json(
-            "POST",
-            &format!("{DEPLOYS}?dryRun=All"),
-            &deployment("ghost"),
-        )
+        .json("POST", &format!("{QUOTAS}?dryRun=All"), &quota("ghost"))
         .await;
     assert_eq!(code, 201, "{d}");
     assert_eq!(d["metadata"]["name"], "ghost");
-    assert_eq!(api.get(&format!("{DEPLOYS}/ghost")).await.0, 404);
+    assert_eq!(api.get(&format!("{QUOTAS}/ghost")).await.0, 404);
     let (code, d) = api
         .json(
             "PATCH",
             &format!("{item}?dryRun=All"),
-            &json!({"spec": {"replicas": 5}}),
+            &json!({"spec": {"hard": {"pods": "5"}}}),
         )
         .await;
-    assert_eq!((code, d["spec"]["replicas"].clone()), (200, json!(5)));
+    assert_eq!((code, d["spec"]["hard"]["pods"].clone()), (200, json!("5")));
+    let mut put = m.clone();
+    put["spec"]["hard"]["pods"] = json!("6");
+    let (code, d) = api.json("PUT", &format!("{item}?dryRun=All"), &put).await;
+    assert_eq!((code, d["spec"]["hard"]["pods"].clone()), (200, json!("6")));
     let (code, d) = api
         .json("DELETE", &format!("{item}?dryRun=All"), &json!({}))
         .await;
     assert_eq!(code, 200, "{d}");
     let (_, now) = api.get(&item).await;
-    assert_eq!(now["spec"]["replicas"], 3);
+    assert_eq!(now["spec"]["hard"]["pods"], "3");
     assert_eq!(
         now["metadata"]["resourceVersion"],
         m["metadata"]["resourceVersion"]

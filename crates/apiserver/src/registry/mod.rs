@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use skiff_api::fields::FieldSelector;
+use skiff_api::managed;
 use skiff_api::resources::ResourceInfo;
 use skiff_api::selector::LabelSelector;
 use skiff_api::status::{FieldError, StatusError};
@@ -27,7 +28,43 @@ pub type Result<T, E = StatusError> = std::result::Result<T, E>;
 pub struct WriteOptions {
     /// `dryRun=All`: run everything but the store write.
     pub dry_run: bool,
+    /// Who is writing, for `managedFields` (`fieldManager`, else from the User-Agent).
     pub field_manager: Option<String>,
+    /// `force=true` on a server-side apply: take over conflicting fields.
+    pub force: bool,
+    /// Set inside [`Registry::apply`]: the apply records field ownership itself.
+    pub(crate) apply: bool,
+}
+
+/// Record the fields a write changed under its manager (`managedFields`).
+pub(crate) fn track(
+    info: &ResourceInfo,
+    opts: &WriteOptions,
+    subresource: &str,
+    old: Option<&Value>,
+    new: &mut Value,
+) {
+    // A client that names itself neither way is still recorded, as upstream does, so the
+    // fields it changes stop belonging to whoever set them before.
+    let manager = opts.field_manager.as_deref().unwrap_or("");
+    let time = now_rfc3339();
+    let api_version = info.api_version();
+    let write = managed::Write {
+        manager,
+        api_version: &api_version,
+        subresource,
+        scope: scope(info, subresource),
+        time: &time,
+    };
+    managed::record_update(old, new, &write);
+}
+
+fn scope(info: &ResourceInfo, subresource: &str) -> managed::Scope {
+    match subresource {
+        "status" => managed::Scope::Status,
+        _ if info.subresource("status").is_some() => managed::Scope::Main,
+        _ => managed::Scope::All,
+    }
 }
 
 /// `DeleteOptions` as far as the registry uses them.
@@ -472,6 +509,10 @@ impl Registry {
             }
         }
         strat.allocate(self, &mut obj, None, opts.dry_run)?;
+        if !opts.apply {
+            meta_mut(&mut obj).remove("managedFields");
+            track(info, opts, "", None, &mut obj);
+        }
         if opts.dry_run {
             return Ok(self.present(info, obj));
         }
@@ -591,7 +632,7 @@ impl Registry {
         info: &ResourceInfo,
         mut new: Value,
         old: &Value,
-        dry_run: bool,
+        opts: &WriteOptions,
     ) -> Result<Value> {
         let strat = self.strategy(info);
         if info.subresource("status").is_some() {
@@ -646,7 +687,10 @@ impl Registry {
                 &errs,
             ));
         }
-        strat.allocate(self, &mut new, Some(old), dry_run)?;
+        strat.allocate(self, &mut new, Some(old), opts.dry_run)?;
+        if !opts.apply {
+            track(info, opts, "", Some(old), &mut new);
+        }
         Ok(new)
     }
 
@@ -665,7 +709,7 @@ impl Registry {
         let obj = self.to_storage(info, obj);
         let rv = resource_version(&obj).map(str::to_string);
         self.guaranteed_update(info, ns, name_, rv.as_deref(), opts, |cur| {
-            self.prepare_main_update(info, obj.clone(), cur, opts.dry_run)
+            self.prepare_main_update(info, obj.clone(), cur, opts)
         })
         .await
     }
@@ -696,9 +740,95 @@ impl Registry {
             if !errs.is_empty() {
                 return Err(StatusError::invalid(&info.group, &info.kind, name_, &errs));
             }
+            track(info, opts, "status", Some(cur), &mut new);
             Ok(new)
         })
         .await
+    }
+
+    /// Server-side apply (`application/apply-patch+yaml`): create the object if it does not
+    /// exist, else merge the applied configuration into it under the manager's field
+    /// ownership. Returns the object and whether it was created.
+    pub async fn apply(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name_: &str,
+        applied: &Value,
+        opts: &WriteOptions,
+    ) -> Result<(Value, bool)> {
+        let manager = opts
+            .field_manager
+            .as_deref()
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| {
+                StatusError::bad_request(
+                    "PATCH, application/apply-patch+yaml requests must supply a fieldManager",
+                )
+            })?;
+        if !applied.is_object() {
+            return Err(StatusError::bad_request(
+                "the body of an apply request must be an object",
+            ));
+        }
+        for field in ["apiVersion", "kind"] {
+            if applied
+                .get(field)
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                return Err(StatusError::bad_request(format!(
+                    "invalid object type: {field} must be set in an apply request"
+                )));
+            }
+        }
+        check_type(info, applied)?;
+        check_name(applied, name_)?;
+        let opts = WriteOptions {
+            apply: true,
+            ..opts.clone()
+        };
+        let time = now_rfc3339();
+        let api_version = info.api_version();
+        let write = managed::Write {
+            manager,
+            api_version: &api_version,
+            subresource: "",
+            scope: scope(info, ""),
+            time: &time,
+        };
+        for _ in 0..8 {
+            let key = info.key(ns, name_);
+            if self.store.get(&key).await.map_err(store_err)?.is_none() {
+                let mut obj = managed::apply(None, applied, &write, opts.force)
+                    .map_err(|c| StatusError::apply_conflict(&c))?;
+                if let Some(m) = obj.as_object_mut() {
+                    m.insert("apiVersion".into(), json!(api_version));
+                    m.insert("kind".into(), json!(info.kind));
+                }
+                meta_mut(&mut obj).insert("name".into(), json!(name_));
+                match self.create(info, ns, obj, &opts).await {
+                    Ok(v) => return Ok((v, true)),
+                    // Somebody created it meanwhile: apply onto theirs.
+                    Err(e) if e.code == 409 && e.reason == "AlreadyExists" => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            let out = self
+                .guaranteed_update(info, ns, name_, None, &opts, |cur| {
+                    let external = self.present(info, cur.clone());
+                    let merged = managed::apply(Some(&external), applied, &write, opts.force)
+                        .map_err(|c| StatusError::apply_conflict(&c))?;
+                    let merged = self.to_storage(info, merged);
+                    self.prepare_main_update(info, merged, cur, &opts)
+                })
+                .await;
+            match out {
+                Err(e) if e.code == 404 => continue,
+                other => return other.map(|v| (v, false)),
+            }
+        }
+        Err(StatusError::conflict(&info.group, &info.plural, name_))
     }
 
     /// PATCH of the main resource or its status.
@@ -734,10 +864,11 @@ impl Registry {
                         }
                     }
                 }
+                track(info, opts, "status", Some(cur), &mut new);
                 Ok(new)
             } else {
                 check_name(&patched, name_)?;
-                self.prepare_main_update(info, patched, cur, opts.dry_run)
+                self.prepare_main_update(info, patched, cur, opts)
             }
         })
         .await
