@@ -187,8 +187,15 @@ fn add_patch_extensions(defs: &mut Map<String, Value>, roots: &[(String, Value)]
         };
         match strategy {
             ListStrategy::MergeKey(key) => {
+                // Server-side apply keys a few lists by more than the merge key, on purpose
+                // (a port is unique per protocol).
+                let map_keys = match key {
+                    "port" | "containerPort" => json!([key, "protocol"]),
+                    "topologyKey" => json!([key, "whenUnsatisfiable"]),
+                    _ => json!([key]),
+                };
                 prop.insert("x-kubernetes-list-type".into(), json!("map"));
-                prop.insert("x-kubernetes-list-map-keys".into(), json!([key]));
+                prop.insert("x-kubernetes-list-map-keys".into(), map_keys);
                 prop.insert("x-kubernetes-patch-merge-key".into(), json!(key));
                 prop.insert("x-kubernetes-patch-strategy".into(), json!("merge"));
             }
@@ -813,6 +820,10 @@ mod tests {
         assert_eq!(ports["x-kubernetes-patch-merge-key"], "containerPort");
         let sports = &s["io.k8s.api.core.v1.ServiceSpec"]["properties"]["ports"];
         assert_eq!(sports["x-kubernetes-patch-merge-key"], "port");
+        assert_eq!(
+            sports["x-kubernetes-list-map-keys"],
+            json!(["port", "protocol"])
+        );
         let env = &s["io.k8s.api.core.v1.Container"]["properties"]["env"];
         assert_eq!(env["x-kubernetes-patch-merge-key"], "name");
         let fin = &s["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]["properties"]["finalizers"];
