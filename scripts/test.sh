@@ -6,6 +6,13 @@ cd "$(dirname "$0")/.."
 if ! command -v etcd >/dev/null || ! command -v protoc >/dev/null; then
   apt-get update -q && apt-get install -y -q etcd-server etcd-client protobuf-compiler >/dev/null
 fi
+# The Python client test uses the `kubernetes` package from PyPI, in a virtualenv of its own.
+if ! target/pyenv/bin/python -c 'import kubernetes' 2>/dev/null; then
+  python3 -m venv target/pyenv 2>/dev/null || {
+    apt-get update -q && apt-get install -y -q python3-venv >/dev/null && python3 -m venv target/pyenv
+  }
+  target/pyenv/bin/pip install -q kubernetes==37.0.2
+fi
 # Each run gets its own kubectl cache so a stale one never hides a bug.
 export KUBECACHEDIR="$(mktemp -d)"
 trap 'rm -rf "$KUBECACHEDIR"' EXIT
