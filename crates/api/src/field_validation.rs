@@ -1,15 +1,19 @@
 //! Server-side field validation (`fieldValidation=Strict|Warn|Ignore`): unknown and duplicate
 //! fields in a request body, found by walking the decoded JSON against the OpenAPI schema of
-//! its kind ([`crate::openapi::validation_schemas`]).
+//! its kind ([`schema_for`]: generated for built-in kinds, the CRD's structural schema for
+//! custom resources).
 //!
 //! Unknown fields are always removed (upstream's decoder drops them); the directive decides
 //! whether they are an error (`Strict`), a `Warning` header (`Warn`, the default) or nothing
 //! (`Ignore`). Findings read as upstream's strict decoder writes them: `unknown field
 //! "spec.template.spec.containers[0].foo"`, `duplicate field "spec.replicas"`.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+use serde_json::{json, Map, Value};
 
 use crate::openapi::{ref_name, validation_schemas};
+use crate::resources::ResourceInfo;
 
 /// What to do with unknown and duplicate fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,8 +43,8 @@ pub fn strict_error(findings: &[String]) -> String {
     format!("strict decoding error: {}", findings.join(", "))
 }
 
-/// The schema of a kind, if it is a built-in one.
-fn root_schema(group: &str, version: &str, kind: &str) -> Option<&'static Value> {
+/// The generated schema of a built-in kind.
+pub fn builtin_schema(group: &str, version: &str, kind: &str) -> Option<&'static Value> {
     let s = validation_schemas();
     let name = s
         .kinds
@@ -48,45 +52,95 @@ fn root_schema(group: &str, version: &str, kind: &str) -> Option<&'static Value>
     s.defs.get(name)
 }
 
-/// Remove the fields of `obj` that the schema of `group/version kind` does not know, and
-/// return one finding per removed field. Kinds without a built-in schema are left alone.
-pub fn prune_unknown(group: &str, version: &str, kind: &str, obj: &mut Value) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Some(schema) = root_schema(group, version, kind) {
-        let mut path = String::new();
-        walk(schema, obj, &mut path, false, &mut out);
+/// The schema objects of a resource are checked against: the generated one of a built-in
+/// kind, or the custom resource's own ([`structural`]). `None`: nothing to check.
+pub fn schema_for(info: &ResourceInfo) -> Option<Cow<'static, Value>> {
+    if let Some(s) = builtin_schema(&info.group, &info.version, &info.kind) {
+        return Some(Cow::Borrowed(s));
     }
+    info.schema.as_deref().map(|s| Cow::Owned(structural(s)))
+}
+
+/// A custom resource's schema as the server applies it: `apiVersion`, `kind` and `metadata`
+/// (an `ObjectMeta`) are known at the root and in every `x-kubernetes-embedded-resource`, and
+/// an object schema that names no fields keeps none (structural pruning), unless it has
+/// `x-kubernetes-preserve-unknown-fields`.
+pub fn structural(schema: &Value) -> Value {
+    let mut s = schema.clone();
+    add_object_fields(&mut s);
+    embed(&mut s);
+    s
+}
+
+fn add_object_fields(s: &mut Value) {
+    let Some(m) = s.as_object_mut() else { return };
+    let props = m
+        .entry("properties")
+        .or_insert_with(|| json!({}))
+        .as_object_mut();
+    if let Some(props) = props {
+        props
+            .entry("apiVersion")
+            .or_insert_with(|| json!({"type": "string"}));
+        props
+            .entry("kind")
+            .or_insert_with(|| json!({"type": "string"}));
+        props.insert(
+            "metadata".into(),
+            json!({"$ref": format!("{}io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", crate::openapi::REF_PREFIX)}),
+        );
+    }
+}
+
+fn embed(s: &mut Value) {
+    match s {
+        Value::Object(m) => {
+            if m.get("x-kubernetes-embedded-resource") == Some(&Value::Bool(true)) {
+                let mut v = Value::Object(std::mem::take(m));
+                add_object_fields(&mut v);
+                if let Value::Object(back) = v {
+                    *m = back;
+                }
+            }
+            let closed_object = m.get("type").and_then(Value::as_str) == Some("object")
+                && !m.contains_key("properties")
+                && !m.contains_key("additionalProperties")
+                && m.get("x-kubernetes-preserve-unknown-fields") != Some(&Value::Bool(true));
+            if closed_object {
+                m.insert("properties".into(), json!({}));
+            }
+            m.values_mut().for_each(embed);
+        }
+        Value::Array(a) => a.iter_mut().for_each(embed),
+        _ => {}
+    }
+}
+
+/// Remove the fields of `obj` that `schema` does not know, and return one finding per
+/// removed field.
+pub fn prune_unknown(schema: &Value, obj: &mut Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut path = String::new();
+    walk(schema, obj, &mut path, false, &mut out);
     out
 }
 
 /// As [`prune_unknown`] for a JSON merge patch or a strategic merge patch: the patch has the
 /// object's shape, `$`-directives (`$patch`, `$setElementOrder/...`, `$retainKeys`, ...) are
 /// not fields.
-pub fn prune_unknown_in_patch(
-    group: &str,
-    version: &str,
-    kind: &str,
-    patch: &mut Value,
-) -> Vec<String> {
+pub fn prune_unknown_in_patch(schema: &Value, patch: &mut Value) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(schema) = root_schema(group, version, kind) {
-        let mut path = String::new();
-        walk(schema, patch, &mut path, true, &mut out);
-    }
+    let mut path = String::new();
+    walk(schema, patch, &mut path, true, &mut out);
     out
 }
 
 /// As [`prune_unknown`] for a JSON patch (`[{"op":"add","path":"/spec/x","value":...}]`):
 /// operations whose path names an unknown field are dropped, and unknown fields inside
 /// values are removed.
-pub fn prune_unknown_in_json_patch(
-    group: &str,
-    version: &str,
-    kind: &str,
-    ops: &mut Value,
-) -> Vec<String> {
+pub fn prune_unknown_in_json_patch(root: &Value, ops: &mut Value) -> Vec<String> {
     let mut out = Vec::new();
-    let (Some(root), Some(list)) = (root_schema(group, version, kind), ops.as_array_mut()) else {
+    let Some(list) = ops.as_array_mut() else {
         return out;
     };
     list.retain_mut(|op| {
@@ -390,6 +444,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn prune_kind(group: &str, version: &str, kind: &str, obj: &mut Value) -> Vec<String> {
+        match builtin_schema(group, version, kind) {
+            Some(s) => prune_unknown(s, obj),
+            None => Vec::new(),
+        }
+    }
+
     #[test]
     fn directive_defaults_to_warn() {
         assert_eq!(Directive::parse(None), Ok(Directive::Warn));
@@ -409,7 +470,7 @@ mod tests {
                     "spec": {"containers": [
                         {"name": "a", "image": "nginx", "ports": [{"containerPort": 80, "hostPortt": 1}]},
                         {"name": "b", "image": "nginx", "imagePullPolicyy": "Always"}]}}}});
-        let found = prune_unknown("apps", "v1", "Deployment", &mut d);
+        let found = prune_kind("apps", "v1", "Deployment", &mut d);
         assert_eq!(
             found,
             vec![
@@ -437,21 +498,21 @@ mod tests {
     fn maps_int_or_string_and_quantities() {
         let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
             "data": {"any-key": "v", "other": "w"}, "binaryData": {"k": "AAAA"}});
-        assert!(prune_unknown("", "v1", "ConfigMap", &mut cm).is_empty());
+        assert!(prune_kind("", "v1", "ConfigMap", &mut cm).is_empty());
         let mut svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
             "spec": {"ports": [{"port": 80, "targetPort": "http"}, {"port": 81, "targetPort": 8080}],
                      "selector": {"app": "x"}}});
-        assert!(prune_unknown("", "v1", "Service", &mut svc).is_empty());
+        assert!(prune_kind("", "v1", "Service", &mut svc).is_empty());
         let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
             "spec": {"containers": [{"name": "c", "image": "i",
                 "resources": {"limits": {"cpu": "100m", "memory": 1024}, "requests": {"cpu": 1}},
                 "livenessProbe": {"httpGet": {"port": "http", "path": "/"}}}]}});
-        assert!(prune_unknown("", "v1", "Pod", &mut pod).is_empty());
+        assert!(prune_kind("", "v1", "Pod", &mut pod).is_empty());
         // A map of objects: unknown fields inside the values are found.
         let mut pv = json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q"},
             "spec": {"hard": {"pods": "10"}, "scopeSelectorr": {}}});
         assert_eq!(
-            prune_unknown("", "v1", "ResourceQuota", &mut pv),
+            prune_kind("", "v1", "ResourceQuota", &mut pv),
             vec![r#"unknown field "spec.scopeSelectorr""#]
         );
     }
@@ -462,12 +523,12 @@ mod tests {
         let mut cr = json!({"apiVersion": "apps/v1", "kind": "ControllerRevision",
             "metadata": {"name": "r"}, "revision": 1,
             "data": {"spec": {"whatever": {"deep": [1, 2]}}, "x": 1}});
-        assert!(prune_unknown("apps", "v1", "ControllerRevision", &mut cr).is_empty());
+        assert!(prune_kind("apps", "v1", "ControllerRevision", &mut cr).is_empty());
         assert_eq!(cr["data"]["x"], 1);
         // managedFields[].fieldsV1 is free-form too.
         let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c",
             "managedFields": [{"manager": "m", "fieldsV1": {"f:data": {"f:a": {}}}}]}});
-        assert!(prune_unknown("", "v1", "ConfigMap", &mut cm).is_empty());
+        assert!(prune_kind("", "v1", "ConfigMap", &mut cm).is_empty());
     }
 
     #[test]
@@ -483,7 +544,7 @@ mod tests {
                         "properties": {"spec": {"type": "object", "default": {"a": 1},
                             "properties": {"n": {"type": "integer", "default": 3}},
                             "items": {"type": "string"}, "bogusKeyword": true}}}}}]}});
-        let found = prune_unknown(
+        let found = prune_kind(
             "apiextensions.k8s.io",
             "v1",
             "CustomResourceDefinition",
@@ -506,9 +567,53 @@ mod tests {
     }
 
     #[test]
+    fn custom_resources_use_their_structural_schema() {
+        let mut info = crate::resources::builtin()
+            .into_iter()
+            .find(|r| r.plural == "configmaps")
+            .unwrap();
+        info.group = "example.com".into();
+        info.kind = "Foo".into();
+        info.schema = Some(std::sync::Arc::new(
+            json!({"type": "object", "properties": {
+            "spec": {"type": "object", "properties": {
+                "size": {"type": "integer"},
+                "port": {"x-kubernetes-int-or-string": true},
+                "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                "template": {"type": "object", "x-kubernetes-embedded-resource": true,
+                    "properties": {"spec": {"type": "object"}}},
+                "tags": {"type": "array", "items": {"type": "object", "properties": {"k": {"type": "string"}}}}}}}}),
+        ));
+        let schema = schema_for(&info).unwrap();
+        let mut obj = json!({"apiVersion": "example.com/v1", "kind": "Foo",
+            "metadata": {"name": "f", "labels": {"a": "b"}, "bogus": 1},
+            "spec": {"size": 1, "port": "http", "extra": true,
+                "free": {"anything": {"goes": 1}},
+                "template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"x": 1}, "y": 2},
+                "tags": [{"k": "v", "z": 1}]}});
+        let found = prune_unknown(&schema, &mut obj);
+        assert_eq!(
+            found,
+            vec![
+                r#"unknown field "metadata.bogus""#,
+                r#"unknown field "spec.extra""#,
+                r#"unknown field "spec.tags[0].z""#,
+                r#"unknown field "spec.template.spec.x""#,
+                r#"unknown field "spec.template.y""#,
+            ]
+        );
+        assert_eq!(obj["spec"]["free"]["anything"]["goes"], 1);
+        assert_eq!(obj["spec"]["template"]["kind"], "Pod");
+        assert_eq!(obj["metadata"]["labels"]["a"], "b");
+        // A resource with neither kind of schema is not checked.
+        info.schema = None;
+        assert!(schema_for(&info).is_none());
+    }
+
+    #[test]
     fn unknown_kinds_are_left_alone() {
         let mut v = json!({"spec": {"anything": 1}});
-        assert!(prune_unknown("example.com", "v1", "Foo", &mut v).is_empty());
+        assert!(prune_kind("example.com", "v1", "Foo", &mut v).is_empty());
         assert_eq!(v["spec"]["anything"], 1);
     }
 
@@ -519,7 +624,8 @@ mod tests {
                 "$setElementOrder/containers": [{"name": "a"}],
                 "containers": [{"name": "a", "image": "x", "imagee": "y"}, {"name": "b", "$patch": "delete"}]}},
                 "$retainKeys": ["strategy"], "foo": 1}});
-        let found = prune_unknown_in_patch("apps", "v1", "Deployment", &mut p);
+        let found =
+            prune_unknown_in_patch(builtin_schema("apps", "v1", "Deployment").unwrap(), &mut p);
         assert_eq!(
             found,
             vec![
@@ -537,7 +643,10 @@ mod tests {
             {"op": "replace", "path": "/spec/template/spec/containers/0", "value": {"name": "a", "bad": 1}},
             {"op": "add", "path": "/metadata/labels/x~1y", "value": "z"},
             {"op": "remove", "path": "/spec/replicas"}]);
-        let found = prune_unknown_in_json_patch("apps", "v1", "Deployment", &mut ops);
+        let found = prune_unknown_in_json_patch(
+            builtin_schema("apps", "v1", "Deployment").unwrap(),
+            &mut ops,
+        );
         assert_eq!(
             found,
             vec![

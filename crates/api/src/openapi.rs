@@ -121,6 +121,7 @@ fn components(kinds: &[(&str, &str, &str)]) -> (Map<String, Value>, Vec<(String,
     }
     gen.subschema_for::<meta_v1::DeleteOptions>();
     gen.subschema_for::<meta_v1::Status>();
+    gen.subschema_for::<meta_v1::ObjectMeta>();
     let mut defs = gen.take_definitions(true);
     defs.insert(
         "io.k8s.apimachinery.pkg.apis.meta.v1.Patch".into(),
@@ -574,8 +575,17 @@ fn add_resource_paths(paths: &mut Map<String, Value>, r: &ResourceInfo, schema: 
     }
 }
 
+/// `com.example.stable.v1.CronTab` for `stable.example.com/v1 CronTab`: how upstream names a
+/// custom resource's schema.
+pub fn custom_schema_name(group: &str, version: &str, kind: &str) -> String {
+    let mut parts: Vec<&str> = group.split('.').collect();
+    parts.reverse();
+    format!("{}.{version}.{kind}", parts.join("."))
+}
+
 /// The OpenAPI v3 document of one group version, for the resources given (all of which
-/// must be in that group version).
+/// must be in that group version). Custom resources bring their schema in
+/// [`ResourceInfo::schema`].
 pub fn gv_document(group: &str, version: &str, resources: &[&ResourceInfo]) -> Value {
     let mut kinds: Vec<(&str, &str, &str)> = resources
         .iter()
@@ -584,7 +594,22 @@ pub fn gv_document(group: &str, version: &str, resources: &[&ResourceInfo]) -> V
     if resources.iter().any(|r| r.subresource("scale").is_some()) {
         kinds.push(("autoscaling", "v1", "Scale"));
     }
-    let (defs, roots) = components(&kinds);
+    let (mut defs, mut roots) = components(&kinds);
+    for r in resources {
+        let gvk = gvk_value(&r.group, &r.version, &r.kind);
+        if roots.iter().any(|(_, g)| *g == gvk) {
+            continue;
+        }
+        if let Some(schema) = &r.schema {
+            let name = custom_schema_name(&r.group, &r.version, &r.kind);
+            let mut s = crate::field_validation::structural(schema);
+            if let Some(m) = s.as_object_mut() {
+                m.insert("x-kubernetes-group-version-kind".into(), json!([gvk]));
+            }
+            defs.insert(name.clone(), s);
+            roots.push((name, gvk));
+        }
+    }
     let by_kind: HashMap<&Value, &str> = roots.iter().map(|(n, g)| (g, n.as_str())).collect();
     let mut paths = Map::new();
     for r in resources {
@@ -671,12 +696,16 @@ pub fn v3_document(resources: &[ResourceInfo], gv: &str) -> Option<Arc<Document>
         .iter()
         .filter(|r| r.group == group && r.version == version)
         .collect();
-    // The cache key names every member, so resources that come and go get a fresh document.
+    // The cache key names every member (and custom schemas), so resources that come and go
+    // get a fresh document.
     let key = format!(
         "{gv}|{}",
         members
             .iter()
-            .map(|r| r.plural.as_ref())
+            .map(|r| match &r.schema {
+                Some(s) => format!("{}:{:016x}", r.plural, fnv1a(s.to_string().as_bytes(), 0)),
+                None => r.plural.to_string(),
+            })
             .collect::<Vec<_>>()
             .join(",")
     );
@@ -831,6 +860,39 @@ mod tests {
         // Lists strategic merge replaces carry no merge key.
         let args = &s["io.k8s.api.core.v1.Container"]["properties"]["args"];
         assert!(args.get("x-kubernetes-patch-merge-key").is_none());
+    }
+
+    #[test]
+    fn custom_resources_bring_their_schema() {
+        let mut foo = builtin()
+            .into_iter()
+            .find(|r| r.plural == "configmaps")
+            .unwrap();
+        foo.group = "stable.example.com".into();
+        foo.kind = "CronTab".into();
+        foo.plural = "crontabs".into();
+        foo.schema = Some(std::sync::Arc::new(
+            json!({"type": "object", "properties": {
+            "spec": {"type": "object", "description": "The cron spec.",
+                "properties": {"cronSpec": {"type": "string"}}}}}),
+        ));
+        let d = v3_document(&[foo], "apis/stable.example.com/v1").unwrap();
+        let doc: Value = serde_json::from_slice(&d.bytes).unwrap();
+        let s = &doc["components"]["schemas"]["com.example.stable.v1.CronTab"];
+        assert_eq!(s["x-kubernetes-group-version-kind"][0]["kind"], "CronTab");
+        assert_eq!(
+            ref_name(&s["properties"]["metadata"]),
+            Some("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")
+        );
+        assert!(
+            doc["components"]["schemas"]["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]
+                .is_object()
+        );
+        let p = &doc["paths"]["/apis/stable.example.com/v1/namespaces/{namespace}/crontabs/{name}"];
+        assert_eq!(
+            ref_name(&p["get"]["responses"]["200"]["content"]["application/json"]["schema"]),
+            Some("com.example.stable.v1.CronTab")
+        );
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //! with one entry here.
 
 use std::borrow::Cow;
+use std::sync::Arc;
+
+use serde_json::Value;
 
 /// Whether a resource lives in a namespace or at cluster scope.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +45,12 @@ pub struct ResourceInfo {
     /// objects (events.k8s.io/v1 events are core events; autoscaling/v1 HPAs are v2 ones).
     /// `None` for the storage version itself.
     pub stored_as: Option<(Cow<'static, str>, Cow<'static, str>)>,
+    /// The OpenAPI v3 schema of a custom resource's version (its CRD's `openAPIV3Schema`),
+    /// used for OpenAPI and field validation. `None` for built-in kinds, whose schemas are
+    /// generated from the API types ([`crate::openapi`]).
+    pub schema: Option<Arc<Value>>,
+    /// What a CRD adds for a custom resource's version (printer columns, scale paths).
+    pub custom: Option<Arc<crate::crd::CustomInfo>>,
 }
 
 impl ResourceInfo {
@@ -242,6 +251,8 @@ fn build(d: &Def) -> ResourceInfo {
         stored_as: d
             .stored_as
             .map(|(g, r)| (Cow::Borrowed(g), Cow::Borrowed(r))),
+        schema: None,
+        custom: None,
     }
 }
 

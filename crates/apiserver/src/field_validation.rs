@@ -8,7 +8,7 @@ use http::HeaderValue;
 use serde_json::Value;
 use skiff_api::field_validation::{
     duplicate_fields, prune_unknown, prune_unknown_in_json_patch, prune_unknown_in_patch,
-    strict_error, Directive,
+    schema_for, strict_error, Directive,
 };
 use skiff_api::resources::ResourceInfo;
 use skiff_api::status::{FieldError, StatusError};
@@ -34,7 +34,10 @@ pub fn check_object(
     obj: &mut Value,
 ) -> Result<Vec<String>, StatusError> {
     let directive = directive(query)?;
-    let mut findings = prune_unknown(&info.group, &info.version, &info.kind, obj);
+    let Some(schema) = schema_for(info) else {
+        return Ok(Vec::new());
+    };
+    let mut findings = prune_unknown(&schema, obj);
     if directive == Directive::Ignore {
         return Ok(Vec::new());
     }
@@ -65,19 +68,21 @@ pub fn check_patch(
     patched: impl FnOnce(&Value) -> Option<String>,
 ) -> Result<Vec<String>, StatusError> {
     let directive = directive(query)?;
+    let Some(schema) = schema_for(info) else {
+        return Ok(Vec::new());
+    };
     let original = patch.clone();
-    let (g, v, k) = (&*info.group, &*info.version, &*info.kind);
     let mut findings = match media {
-        "application/json-patch+json" => prune_unknown_in_json_patch(g, v, k, patch),
+        "application/json-patch+json" => prune_unknown_in_json_patch(&schema, patch),
         "application/apply-patch+yaml" | "application/apply-patch+json" => {
             // Server-side apply types the whole configuration, whatever fieldValidation says.
-            let unknown = prune_unknown(g, v, k, patch);
+            let unknown = prune_unknown(&schema, patch);
             if !unknown.is_empty() {
                 return Err(apply_typing_error(info, &original, &unknown));
             }
             Vec::new()
         }
-        _ => prune_unknown_in_patch(g, v, k, patch),
+        _ => prune_unknown_in_patch(&schema, patch),
     };
     if directive == Directive::Ignore {
         return Ok(Vec::new());
