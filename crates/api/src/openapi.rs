@@ -586,7 +586,7 @@ pub fn custom_schema_name(group: &str, version: &str, kind: &str) -> String {
 /// The OpenAPI v3 document of one group version, for the resources given (all of which
 /// must be in that group version). Custom resources bring their schema in
 /// [`ResourceInfo::schema`].
-pub fn gv_document(group: &str, version: &str, resources: &[&ResourceInfo]) -> Value {
+pub fn gv_document(resources: &[&ResourceInfo]) -> Value {
     let mut kinds: Vec<(&str, &str, &str)> = resources
         .iter()
         .map(|r| (&*r.group, &*r.version, &*r.kind))
@@ -626,8 +626,6 @@ pub fn gv_document(group: &str, version: &str, resources: &[&ResourceInfo]) -> V
     let keep = closure(&defs, &start);
     let schemas: BTreeMap<String, Value> =
         defs.into_iter().filter(|(k, _)| keep.contains(k)).collect();
-    let _ = group;
-    let _ = version;
     json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": crate::openapi::KUBE_VERSION},
@@ -712,7 +710,7 @@ pub fn v3_document(resources: &[ResourceInfo], gv: &str) -> Option<Arc<Document>
     if let Some(d) = cache().lock().ok()?.get(&key) {
         return Some(d.clone());
     }
-    let doc = gv_document(&group, &version, &members);
+    let doc = gv_document(&members);
     let d = Arc::new(Document::new(serde_json::to_vec(&doc).ok()?));
     cache().lock().ok()?.insert(key, d.clone());
     Some(d)
