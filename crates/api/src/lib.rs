@@ -6,6 +6,7 @@
 //! patches and custom resources alike. Nothing here does I/O.
 
 pub mod convert;
+pub mod crd;
 pub mod defaults;
 pub mod field_validation;
 pub mod fields;

@@ -757,11 +757,21 @@ pub fn validation_schemas() -> &'static ValidationSchemas {
     })
 }
 
+/// Drop the docs of a schema node and of the schemas under it. A `properties` map names
+/// fields, so a field called `description` (JSONSchemaProps has one) stays.
 fn strip_docs(v: &mut Value) {
     match v {
         Value::Object(m) => {
             m.remove("description");
-            m.values_mut().for_each(strip_docs);
+            for (k, child) in m.iter_mut() {
+                if k == "properties" {
+                    if let Some(props) = child.as_object_mut() {
+                        props.values_mut().for_each(strip_docs);
+                    }
+                } else {
+                    strip_docs(child);
+                }
+            }
         }
         Value::Array(a) => a.iter_mut().for_each(strip_docs),
         _ => {}

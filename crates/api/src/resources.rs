@@ -49,6 +49,8 @@ pub struct ResourceInfo {
     /// used for OpenAPI and field validation. `None` for built-in kinds, whose schemas are
     /// generated from the API types ([`crate::openapi`]).
     pub schema: Option<Arc<Value>>,
+    /// What a CRD adds for a custom resource's version (printer columns, scale paths).
+    pub custom: Option<Arc<crate::crd::CustomInfo>>,
 }
 
 impl ResourceInfo {
@@ -250,6 +252,7 @@ fn build(d: &Def) -> ResourceInfo {
             .stored_as
             .map(|(g, r)| (Cow::Borrowed(g), Cow::Borrowed(r))),
         schema: None,
+        custom: None,
     }
 }
 

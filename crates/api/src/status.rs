@@ -106,6 +106,30 @@ impl FieldError {
         }
     }
 
+    /// `Unsupported value` with the supported values already rendered (`"a"`, `1`).
+    pub fn not_supported_values(
+        field: impl Into<String>,
+        value: Value,
+        supported: &[String],
+    ) -> Self {
+        Self {
+            kind: FieldErrorType::NotSupported,
+            field: field.into(),
+            value: Some(value),
+            detail: format!("supported values: {}", supported.join(", ")),
+        }
+    }
+
+    /// `Too many: <n>: must have at most <max> items`.
+    pub fn too_many(field: impl Into<String>, actual: usize, max: usize) -> Self {
+        Self {
+            kind: FieldErrorType::TooMany,
+            field: field.into(),
+            value: None,
+            detail: format!("{actual}: must have at most {max} items"),
+        }
+    }
+
     pub fn too_long(field: impl Into<String>, max: usize) -> Self {
         Self {
             kind: FieldErrorType::TooLong,

@@ -299,6 +299,27 @@ pub fn columns(group: &str, plural: &str) -> Vec<Column> {
 }
 
 /// `columnDefinitions` for a Table.
+/// The column definitions for a resource: its CRD's printer columns for custom resources,
+/// upstream's printer columns otherwise.
+pub fn columns_json_for(info: &crate::resources::ResourceInfo) -> Value {
+    match &info.custom {
+        Some(c) => crate::crd::columns_json(c),
+        None => column_definitions_json(&columns(&info.group, &info.plural)),
+    }
+}
+
+/// The cells of one object's row, matching [`columns_json_for`].
+pub fn cells_for(
+    info: &crate::resources::ResourceInfo,
+    obj: &Value,
+    now: DateTime<Utc>,
+) -> Vec<Value> {
+    match &info.custom {
+        Some(c) => crate::crd::cells(c, obj, now),
+        None => cells(&info.group, &info.plural, obj, now),
+    }
+}
+
 pub fn column_definitions_json(cols: &[Column]) -> Value {
     Value::Array(
         cols.iter()

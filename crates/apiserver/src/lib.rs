@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod certs;
+pub mod crd_controller;
 pub mod discovery;
 pub mod field_validation;
 pub mod http;

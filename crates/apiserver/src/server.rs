@@ -156,6 +156,7 @@ pub async fn start(config: Config) -> Result<ServerHandle> {
 
     bootstrap(&registry, addr, &host).await?;
     crate::namespace_finalizer::spawn(registry.clone());
+    crate::crd_controller::spawn(registry.clone());
 
     let tokens = match &config.token_file {
         Some(p) => TokenFile::load(p)?,
@@ -781,7 +782,9 @@ fn list_response(
     let mut buf = serde_json::to_vec(&head).unwrap_or_default();
     buf.pop(); // the closing brace
     buf.extend_from_slice(b",\"items\":[");
-    let convert = info.stored_as.is_some();
+    // Other versions of the same objects (and custom resources, whatever version wrote them)
+    // are presented in the version asked for.
+    let convert = info.stored_as.is_some() || info.custom.is_some();
     for (i, o) in res.items.iter().enumerate() {
         if i > 0 {
             buf.push(b',');
@@ -799,13 +802,12 @@ fn list_response(
 
 /// A server-side Table of objects.
 fn table_of(info: &ResourceInfo, objs: &[Value], rev: Option<i64>, query: &Query) -> Value {
-    let cols = skiff_api::table::columns(&info.group, &info.plural);
     let now = chrono::Utc::now();
     let include = query.get("includeObject").unwrap_or("Metadata");
     let rows: Vec<Value> = objs
         .iter()
         .map(|o| {
-            let cells = skiff_api::table::cells(&info.group, &info.plural, o, now);
+            let cells = skiff_api::table::cells_for(info, o, now);
             let object = match include {
                 "None" => Value::Null,
                 "Object" => o.clone(),
@@ -830,13 +832,37 @@ fn table_of(info: &ResourceInfo, objs: &[Value], rev: Option<i64>, query: &Query
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": meta,
-        "columnDefinitions": skiff_api::table::column_definitions_json(&cols),
+        "columnDefinitions": skiff_api::table::columns_json_for(info),
         "rows": rows,
     })
 }
 
 /// The `autoscaling/v1 Scale` view of a workload.
 fn scale_of(info: &ResourceInfo, obj: &Value) -> Value {
+    if let Some(paths) = info.custom.as_ref().and_then(|c| c.scale.as_ref()) {
+        use skiff_api::crd::get_path;
+        let int = |p: &str| get_path(obj, p).and_then(Value::as_i64).unwrap_or(0);
+        let selector = paths
+            .label_selector
+            .as_deref()
+            .and_then(|p| get_path(obj, p))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let meta = obj.get("metadata").cloned().unwrap_or(json!({}));
+        return json!({
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                "name": meta.get("name"),
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+                "creationTimestamp": meta.get("creationTimestamp"),
+            },
+            "spec": {"replicas": int(&paths.spec_replicas)},
+            "status": {"replicas": int(&paths.status_replicas), "selector": selector},
+        });
+    }
     let selector = obj
         .pointer("/spec/selector")
         .map(|s| {
@@ -941,12 +967,17 @@ async fn scale(
                         ));
                     }
                     let mut n = cur.clone();
-                    n["spec"]["replicas"] = json!(replicas);
+                    match info.custom.as_ref().and_then(|c| c.scale.as_ref()) {
+                        Some(paths) => {
+                            skiff_api::crd::set_path(&mut n, &paths.spec_replicas, json!(replicas))
+                        }
+                        None => n["spec"]["replicas"] = json!(replicas),
+                    }
                     let g = n
                         .pointer("/metadata/generation")
                         .and_then(Value::as_i64)
                         .unwrap_or(1);
-                    if cur.pointer("/spec/replicas") != n.pointer("/spec/replicas") {
+                    if scale_of(info, cur)["spec"] != scale_of(info, &n)["spec"] {
                         n["metadata"]["generation"] = json!(g + 1);
                     }
                     crate::registry::track(info, &opts, "scale", Some(cur), &mut n);
@@ -1075,7 +1106,7 @@ async fn watch(
         (crate::registry::parse_rv(&rv)?, Vec::new())
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
-    let cols = table.then(|| skiff_api::table::columns(&info.group, &info.plural));
+    let cols = table.then(|| skiff_api::table::columns_json_for(&info));
     let encode = {
         let info = info.clone();
         let reg = reg.clone();
@@ -1090,18 +1121,18 @@ async fn watch(
                     "kind": "Table", "apiVersion": "meta.k8s.io/v1",
                     "metadata": {"resourceVersion": o.revision.to_string()},
                     "rows": [{
-                        "cells": skiff_api::table::cells(&info.group, &info.plural, &v, chrono::Utc::now()),
+                        "cells": skiff_api::table::cells_for(&info, &v, chrono::Utc::now()),
                         "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
                                    "metadata": v.get("metadata").cloned().unwrap_or(json!({}))},
                     }],
                 });
                 if first {
-                    t["columnDefinitions"] = skiff_api::table::column_definitions_json(cols);
+                    t["columnDefinitions"] = cols.clone();
                 } else {
                     t["columnDefinitions"] = json!([]);
                 }
                 line.extend_from_slice(&serde_json::to_vec(&t).unwrap_or_default());
-            } else if info.stored_as.is_some() {
+            } else if info.stored_as.is_some() || info.custom.is_some() {
                 let v = reg.present(&info, o.value());
                 line.extend_from_slice(&serde_json::to_vec(&v).unwrap_or_default());
             } else {

@@ -36,6 +36,19 @@ pub struct WriteOptions {
     pub(crate) apply: bool,
 }
 
+/// A custom object against its CRD's structural schema: unknown fields pruned, defaults
+/// filled in, then validated.
+fn custom_schema(info: &ResourceInfo, obj: &mut Value) -> Vec<FieldError> {
+    match (&info.custom, &info.schema) {
+        (Some(_), Some(schema)) => {
+            skiff_api::crd::prune(schema, obj);
+            skiff_api::crd::apply_defaults(schema, obj);
+            skiff_api::crd::validate(schema, obj)
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// Record the fields a write changed under its manager (`managedFields`).
 pub(crate) fn track(
     info: &ResourceInfo,
@@ -195,6 +208,28 @@ impl Registry {
     /// Every served resource, in discovery order.
     pub fn resources(&self) -> Vec<Arc<ResourceInfo>> {
         self.resources.read().unwrap().clone()
+    }
+
+    /// Serve a CRD's resources (one per served version), replacing what it served before.
+    pub fn register_custom(&self, group: &str, plural: &str, infos: Vec<ResourceInfo>) {
+        let mut all = self.resources.write().unwrap();
+        let fresh: Vec<Arc<ResourceInfo>> = infos.into_iter().map(Arc::new).collect();
+        let same =
+            |r: &Arc<ResourceInfo>| r.custom.is_some() && r.group == group && r.plural == plural;
+        let current: Vec<&Arc<ResourceInfo>> = all.iter().filter(|r| same(r)).collect();
+        if current.len() == fresh.len() && current.iter().zip(&fresh).all(|(a, b)| ***a == **b) {
+            return;
+        }
+        all.retain(|r| !same(r));
+        all.extend(fresh);
+    }
+
+    /// Stop serving a CRD's resources.
+    pub fn unregister_custom(&self, group: &str, plural: &str) {
+        self.resources
+            .write()
+            .unwrap()
+            .retain(|r| !(r.custom.is_some() && r.group == group && r.plural == plural));
     }
 
     /// The resource served at `group/version/plural`.
@@ -477,14 +512,22 @@ impl Registry {
         }
         let strat = self.strategy(info);
         let has_status = info.subresource("status").is_some();
-        if has_status && obj.get("spec").is_some() {
+        // Custom objects always count generations, as upstream.
+        if (has_status && obj.get("spec").is_some()) || info.custom.is_some() {
             meta_mut(&mut obj).insert("generation".into(), json!(1));
         } else {
             meta_mut(&mut obj).remove("generation");
         }
         strat.prepare_create(&mut obj);
+        if has_status && info.custom.is_some() {
+            // The status subresource owns status: a create cannot set it.
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("status");
+            }
+        }
         skiff_api::defaults::apply_defaults(&info.group, &info.plural, &mut obj);
         let mut errs = skiff_api::validation::validate_create(&info.group, &info.plural, &obj);
+        errs.extend(custom_schema(info, &mut obj));
         errs.extend(strat.validate_create(&obj));
         let obj_name = name(&obj).unwrap_or("").to_string();
         if !errs.is_empty() {
@@ -652,7 +695,20 @@ impl Registry {
         match old_gen {
             Some(g) => {
                 let g = g.as_i64().unwrap_or(1);
-                let bump = new.get("spec") != old.get("spec");
+                let bump = if info.custom.is_some() {
+                    // A custom object's generation counts every change but metadata and status.
+                    let body = |v: &Value| {
+                        let mut v = v.clone();
+                        if let Some(m) = v.as_object_mut() {
+                            m.remove("metadata");
+                            m.remove("status");
+                        }
+                        v
+                    };
+                    body(&new) != body(old)
+                } else {
+                    new.get("spec") != old.get("spec")
+                };
                 meta_mut(&mut new).insert("generation".into(), json!(if bump { g + 1 } else { g }));
             }
             None => {
@@ -678,6 +734,7 @@ impl Registry {
         strat.prepare_update(&mut new, old);
         skiff_api::defaults::apply_defaults(&info.group, &info.plural, &mut new);
         let mut errs = skiff_api::validation::validate_update(&info.group, &info.plural, &new, old);
+        errs.extend(custom_schema(info, &mut new));
         errs.extend(strat.validate_update(&new, old));
         if !errs.is_empty() {
             return Err(StatusError::invalid(
@@ -1149,6 +1206,15 @@ pub fn apply_patch(
                     )],
                 )
             })?;
+        }
+        "application/strategic-merge-patch+json" if info.custom.is_some() => {
+            // Custom resources have no merge keys to merge by, as upstream.
+            return Err(StatusError {
+                code: 415,
+                reason: "UnsupportedMediaType",
+                message: "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".into(),
+                details: None,
+            });
         }
         "application/strategic-merge-patch+json" => {
             doc = crate::registry::strategy::strategic_merge(info, cur, patch)?;

@@ -56,7 +56,51 @@ pub fn for_resource(group: &str, plural: &str) -> &'static dyn Strategy {
         | ("", "replicationcontrollers")
         | ("policy", "poddisruptionbudgets")
         | ("autoscaling", "horizontalpodautoscalers") => &ClearStatusOnCreate,
+        ("apiextensions.k8s.io", "customresourcedefinitions") => &CustomResourceDefinitions,
         _ => &Plain,
+    }
+}
+
+/// CRDs: checked as upstream checks them, status cleared on create, and the cleanup
+/// finalizer added so deleting a CRD first deletes its objects.
+struct CustomResourceDefinitions;
+
+impl Strategy for CustomResourceDefinitions {
+    fn prepare_create(&self, obj: &mut Value) {
+        if let Some(m) = obj.as_object_mut() {
+            m.remove("status");
+        }
+        let meta = &mut obj["metadata"];
+        let mut fins = meta["finalizers"].as_array().cloned().unwrap_or_default();
+        if !fins.iter().any(|f| f == skiff_api::crd::CLEANUP_FINALIZER) {
+            fins.push(json!(skiff_api::crd::CLEANUP_FINALIZER));
+        }
+        meta["finalizers"] = json!(fins);
+    }
+
+    fn validate_create(&self, obj: &Value) -> Vec<FieldError> {
+        skiff_api::crd::validate_crd(obj)
+    }
+
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        let mut errs = skiff_api::crd::validate_crd(new);
+        for field in ["group", "scope"] {
+            if new["spec"][field] != old["spec"][field] {
+                errs.push(FieldError::invalid(
+                    format!("spec.{field}"),
+                    new["spec"][field].clone(),
+                    "field is immutable",
+                ));
+            }
+        }
+        if new["spec"]["names"]["plural"] != old["spec"]["names"]["plural"] {
+            errs.push(FieldError::invalid(
+                "spec.names.plural",
+                new["spec"]["names"]["plural"].clone(),
+                "field is immutable",
+            ));
+        }
+        errs
     }
 }
 
