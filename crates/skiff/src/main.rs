@@ -23,8 +23,56 @@ enum StoreKind {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the API server (and, in time, the controllers and scheduler).
+    /// Run the API server with the controllers and the scheduler.
     Server(ServerArgs),
+    /// Run the controllers against a server.
+    Controllers(ClientArgs),
+    /// Run the scheduler against a server.
+    Scheduler(ClientArgs),
+    /// Simulators for testing and benchmarks.
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+#[derive(Parser)]
+struct ClientArgs {
+    /// Kubeconfig of the server to work against.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// Simulated nodes: register Nodes, renew their Leases and play a kubelet for their pods
+    /// (which run nothing).
+    Nodes(SimNodesArgs),
+}
+
+#[derive(Parser)]
+struct SimNodesArgs {
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+    /// How many nodes.
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    /// Node names are PREFIX<index>.
+    #[arg(long, default_value = "sim-")]
+    prefix: String,
+    /// Index of the first node.
+    #[arg(long, default_value_t = 0)]
+    start: usize,
+    /// CPU capacity of each node.
+    #[arg(long, default_value = "4")]
+    cpu: String,
+    /// Memory capacity of each node.
+    #[arg(long, default_value = "16Gi")]
+    memory: String,
+    /// Pod capacity of each node.
+    #[arg(long, default_value = "110")]
+    pods: String,
+    /// Seconds between Lease renewals.
+    #[arg(long, default_value_t = 10)]
+    lease_interval: u64,
 }
 
 #[derive(Parser)]
@@ -53,6 +101,30 @@ struct ServerArgs {
     /// Range of ClusterIPs for Services.
     #[arg(long, default_value = "10.43.0.0/16")]
     service_cidr: ipnet_arg::Net,
+    /// Do not run the controllers in this process.
+    #[arg(long)]
+    disable_controllers: bool,
+    /// Do not run the scheduler in this process.
+    #[arg(long)]
+    disable_scheduler: bool,
+}
+
+/// Runs the controllers and/or the scheduler over one set of shared informers.
+async fn start_components(
+    kubeconfig: &std::path::Path,
+    controllers: bool,
+    scheduler: bool,
+) -> Result<()> {
+    let client = skiff_client::client_from_kubeconfig(kubeconfig).await?;
+    let informers = skiff_client::Informers::new(client);
+    if controllers {
+        skiff_controllers::start(&informers);
+    }
+    if scheduler {
+        skiff_scheduler::start(&informers);
+    }
+    informers.start();
+    Ok(())
 }
 
 mod ipnet_arg {
@@ -119,7 +191,40 @@ async fn main() -> Result<()> {
                 handle.addr,
                 handle.kubeconfig.display()
             );
+            if !(a.disable_controllers && a.disable_scheduler) {
+                start_components(
+                    &handle.kubeconfig,
+                    !a.disable_controllers,
+                    !a.disable_scheduler,
+                )
+                .await?;
+            }
             handle.wait_for_signal().await;
+        }
+        Command::Controllers(a) => {
+            start_components(&a.kubeconfig, true, false).await?;
+            tokio::signal::ctrl_c().await?;
+        }
+        Command::Scheduler(a) => {
+            start_components(&a.kubeconfig, false, true).await?;
+            tokio::signal::ctrl_c().await?;
+        }
+        Command::Sim(SimCommand::Nodes(a)) => {
+            let client = skiff_client::client_from_kubeconfig(&a.kubeconfig).await?;
+            let config = skiff_kubelet::sim::Config {
+                count: a.count,
+                prefix: a.prefix,
+                start: a.start,
+                cpu: a.cpu,
+                memory: a.memory,
+                pods: a.pods,
+                lease_interval: std::time::Duration::from_secs(a.lease_interval.max(1)),
+                ..Default::default()
+            };
+            tokio::select! {
+                r = skiff_kubelet::sim::run(client, config) => r?,
+                _ = tokio::signal::ctrl_c() => {}
+            }
         }
     }
     Ok(())

@@ -1,0 +1,54 @@
+//! The controllers, one module per controller, each an API client over shared informers:
+//! handlers turn changes into keys on a work queue, and a level-triggered `sync(key)` compares
+//! the desired with the actual state and writes only through the API.
+
+pub mod deployment;
+pub mod endpoints;
+pub mod endpointslice;
+pub mod expectations;
+pub mod garbage_collector;
+pub mod nodeipam;
+pub mod replicaset;
+pub mod serviceaccount;
+
+use std::sync::Arc;
+
+use skiff_client::Informers;
+
+/// Errors of one controller sync.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API request failed.
+    #[error("{action}: {source}")]
+    Api {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// The object is not in a state the controller can act on yet.
+    #[error("{0}")]
+    NotReady(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn api_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let action = action.into();
+    move |source| Error::Api { action, source }
+}
+
+/// Whether an API error is a 404 or 409 (gone, or already done by someone else).
+pub(crate) fn is_gone_or_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404 || s.code == 409)
+}
+
+/// Registers every controller on `informers`; call `informers.start()` afterwards.
+pub fn start(informers: &Arc<Informers>) {
+    replicaset::start(informers);
+    deployment::start(informers);
+    garbage_collector::start(informers);
+    endpoints::start(informers);
+    endpointslice::start(informers);
+    serviceaccount::start(informers);
+    nodeipam::start(informers);
+}
