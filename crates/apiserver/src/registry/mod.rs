@@ -678,6 +678,23 @@ impl Registry {
         opts: &WriteOptions,
     ) -> Result<Value> {
         let strat = self.strategy(info);
+        // As upstream's BeforeUpdate: an update without a uid keeps the object's, and the
+        // creation time is never the client's to change.
+        {
+            let old_meta = meta(old).cloned().unwrap_or_default();
+            let m = meta_mut(&mut new);
+            if m.get("uid")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                if let Some(uid) = old_meta.get("uid") {
+                    m.insert("uid".into(), uid.clone());
+                }
+            }
+            if let Some(t) = old_meta.get("creationTimestamp") {
+                m.insert("creationTimestamp".into(), t.clone());
+            }
+        }
         if info.subresource("status").is_some() {
             match old.get("status") {
                 Some(s) => {
@@ -1193,18 +1210,16 @@ pub fn apply_patch(
             let p: json_patch::Patch = serde_json::from_value(patch.clone())
                 .map_err(|e| StatusError::bad_request(format!("error decoding patch: {e}")))?;
             json_patch::patch(&mut doc, &p).map_err(|e| {
-                StatusError::invalid(
-                    &info.group,
-                    &info.kind,
-                    name(cur).unwrap_or(""),
-                    &[FieldError::invalid(
-                        "",
-                        json!(null),
-                        format!(
-                            "the server rejected our request due to an error in our request: {e}"
-                        ),
-                    )],
-                )
+                // As upstream's NewGenericServerResponse(422, ...): the generic message, no
+                // kind or causes (the patch library's error stays in the log).
+                tracing::debug!(error = %e, "JSON patch failed");
+                StatusError {
+                    code: 422,
+                    reason: "Invalid",
+                    message: "the server rejected our request due to an error in our request"
+                        .into(),
+                    details: Some(json!({"group": info.group, "kind": "", "name": ""})),
+                }
             })?;
         }
         "application/strategic-merge-patch+json" if info.custom.is_some() => {
