@@ -21,7 +21,7 @@ fn python() -> String {
 }
 
 #[test]
-fn python_client_creates_patches_lists_and_watches() {
+fn python_client_drives_deployments_and_custom_objects() {
     let python = python();
     let s = common::start();
     let script =

@@ -1,4 +1,4 @@
-"""The Python `kubernetes` client against a real skiff server.
+"""The Python `kubernetes` client against a real skiff server: a Deployment and a custom object.
 
 Run by crates/skiff/tests/python_client.rs with the server's kubeconfig as argv[1]. Prints
 one line per check and exits non-zero on the first failure.
@@ -103,4 +103,56 @@ except ApiException as e:
     check("not found", e.status == 404 and 'deployments.apps \\"nope\\" not found' in e.body, e.body)
 
 apps.delete_namespaced_deployment("web", ns)
+
+# A custom resource: the CRD through ApiextensionsV1Api, objects through CustomObjectsApi.
+ext = client.ApiextensionsV1Api()
+crd = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "crontabs.stable.example.com"},
+    "spec": {"group": "stable.example.com", "scope": "Namespaced",
+             "names": {"plural": "crontabs", "singular": "crontab", "kind": "CronTab"},
+             "versions": [{"name": "v1", "served": True, "storage": True,
+                           "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                               "spec": {"type": "object", "properties": {
+                                   "cronSpec": {"type": "string"},
+                                   "replicas": {"type": "integer", "default": 1}}}}}}}]}}
+ext.create_custom_resource_definition(crd)
+for _ in range(100):
+    got = ext.read_custom_resource_definition("crontabs.stable.example.com")
+    conds = {c.type: c.status for c in ((got.status and got.status.conditions) or [])}
+    if conds.get("Established") == "True":
+        break
+    time.sleep(0.1)
+check("crd established", conds.get("Established") == "True", str(conds))
+
+co = client.CustomObjectsApi()
+group, version, plural = "stable.example.com", "v1", "crontabs"
+seen = []
+
+
+def watch_crontabs():
+    w = watch.Watch()
+    for ev in w.stream(co.list_namespaced_custom_object, group, version, ns, plural,
+                       timeout_seconds=20):
+        seen.append((ev["type"], ev["object"]["metadata"]["name"]))
+        if len(seen) >= 2:
+            w.stop()
+
+
+t2 = threading.Thread(target=watch_crontabs)
+t2.start()
+time.sleep(0.5)
+obj = co.create_namespaced_custom_object(group, version, ns, plural, {
+    "apiVersion": "stable.example.com/v1", "kind": "CronTab",
+    "metadata": {"name": "tab"}, "spec": {"cronSpec": "* * * * */5"}})
+check("custom create with default", obj["spec"]["replicas"] == 1, str(obj))
+obj = co.patch_namespaced_custom_object(group, version, ns, plural, "tab",
+                                        {"spec": {"replicas": 3}},
+                                        _content_type="application/merge-patch+json")
+check("custom merge patch", obj["spec"]["replicas"] == 3 and obj["spec"]["cronSpec"] == "* * * * */5")
+items = co.list_namespaced_custom_object(group, version, ns, plural)["items"]
+check("custom list", [i["metadata"]["name"] for i in items] == ["tab"])
+t2.join(timeout=25)
+check("custom watch", seen[:2] == [("ADDED", "tab"), ("MODIFIED", "tab")], str(seen))
+co.delete_namespaced_custom_object(group, version, ns, plural, "tab")
 print("all ok")
