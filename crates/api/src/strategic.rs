@@ -340,4 +340,92 @@ mod tests {
         assert_eq!(got["spec"]["tolerations"], json!([{"key": "b"}]));
         assert_eq!(got["spec"]["args"], json!(["x"]));
     }
+    // The cases below follow the examples in upstream's strategicpatch tests
+    // (staging/src/k8s.io/apimachinery/pkg/util/strategicpatch/patch_test.go).
+
+    #[test]
+    fn set_element_order_places_new_and_existing_elements() {
+        let orig = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}, {"name": "c"}]}});
+        let patch = json!({"spec": {
+            "$setElementOrder/containers": [{"name": "c"}, {"name": "new"}, {"name": "a"}, {"name": "b"}],
+            "containers": [{"name": "new", "image": "n"}]}});
+        let got = merge(&orig, &patch).unwrap();
+        let names: Vec<&str> = got["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["c", "new", "a", "b"]);
+        // And for a primitive list merged as a set.
+        let orig = json!({"metadata": {"finalizers": ["a", "b"]}});
+        let patch = json!({"metadata": {"$setElementOrder/finalizers": ["b", "c", "a"], "finalizers": ["c"]}});
+        assert_eq!(
+            merge(&orig, &patch).unwrap()["metadata"]["finalizers"],
+            json!(["b", "c", "a"])
+        );
+    }
+
+    #[test]
+    fn conditions_merge_by_type_and_mounts_by_mount_path() {
+        let orig = json!({"status": {"conditions": [
+            {"type": "Ready", "status": "False"}, {"type": "PodScheduled", "status": "True"}]}});
+        let patch = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+        assert_eq!(
+            merge(&orig, &patch).unwrap()["status"]["conditions"],
+            json!([{"type": "Ready", "status": "True"}, {"type": "PodScheduled", "status": "True"}])
+        );
+        let orig = json!({"spec": {"containers": [{"name": "c", "volumeMounts": [
+            {"name": "a", "mountPath": "/a"}, {"name": "b", "mountPath": "/b"}],
+            "env": [{"name": "X", "value": "1"}, {"name": "Y", "value": "2"}]}]}});
+        let patch = json!({"spec": {"containers": [{"name": "c",
+            "volumeMounts": [{"mountPath": "/b", "readOnly": true}, {"mountPath": "/a", "$patch": "delete"}],
+            "env": [{"name": "X", "$patch": "delete"}]}]}});
+        let got = merge(&orig, &patch).unwrap();
+        assert_eq!(
+            got["spec"]["containers"][0]["volumeMounts"],
+            json!([{"name": "b", "mountPath": "/b", "readOnly": true}])
+        );
+        assert_eq!(
+            got["spec"]["containers"][0]["env"],
+            json!([{"name": "Y", "value": "2"}])
+        );
+    }
+
+    #[test]
+    fn delete_directive_on_a_map_and_untouched_elements() {
+        let orig = json!({"spec": {"strategy": {"type": "RollingUpdate"}, "replicas": 2,
+            "containers": [{"name": "a", "image": "x"}]}});
+        let patch = json!({"spec": {"strategy": {"$patch": "delete"},
+            "containers": [{"name": "a"}]}});
+        let got = merge(&orig, &patch).unwrap();
+        assert_eq!(
+            got["spec"],
+            json!({"replicas": 2, "containers": [{"name": "a", "image": "x"}]}),
+            "naming an element by its key alone changes nothing"
+        );
+    }
+
+    #[test]
+    fn retain_keys_switches_a_volume_source() {
+        let orig = json!({"spec": {"volumes": [{"name": "v", "emptyDir": {}}]}});
+        let patch = json!({"spec": {"volumes": [
+            {"name": "v", "$retainKeys": ["hostPath", "name"], "hostPath": {"path": "/x"}}]}});
+        assert_eq!(
+            merge(&orig, &patch).unwrap()["spec"]["volumes"],
+            json!([{"name": "v", "hostPath": {"path": "/x"}}])
+        );
+    }
+
+    #[test]
+    fn malformed_patches_are_errors_with_upstreams_wording() {
+        let orig = json!({"spec": {"containers": [{"name": "a"}]}});
+        let err = merge(&orig, &json!({"spec": {"containers": [{"image": "x"}]}})).unwrap_err();
+        assert_eq!(
+            err,
+            r#"map: {"image":"x"} does not contain declared merge key: name"#
+        );
+        let err = merge(&orig, &json!({"spec": {"$patch": "explode"}})).unwrap_err();
+        assert!(err.contains("unknown patch type"), "{err}");
+    }
 }
