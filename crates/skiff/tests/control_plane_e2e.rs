@@ -1,0 +1,515 @@
+//! End-to-end: a real `skiff server` (with its controllers and scheduler), three simulated
+//! nodes (`skiff sim nodes`) and the real kubectl.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::BufReader;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Cluster {
+    server: Child,
+    sim: Child,
+    kubeconfig: String,
+    cache: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.sim.kill();
+        let _ = self.sim.wait();
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+/// A server and `skiff sim nodes --count 3`, once all three nodes are Ready.
+fn start() -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::spawn(dir.path());
+    let kubeconfig = dir.path().join("admin.kubeconfig").display().to_string();
+    let sim = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["sim", "nodes", "--count", "3", "--kubeconfig", &kubeconfig])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start skiff sim nodes");
+    let c = Cluster {
+        server,
+        sim,
+        kubeconfig,
+        cache: tempfile::tempdir().unwrap(),
+        _dir: dir,
+    };
+    wait_for("3 Ready nodes", || {
+        let nodes = get_json(&c, &["get", "nodes"])?;
+        let ready = items(&nodes)
+            .iter()
+            .filter(|n| condition(n, "Ready") == Some("True"))
+            .count();
+        (ready == 3).then_some(())
+    });
+    c
+}
+
+fn kubectl(c: &Cluster, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut p = Command::new("kubectl")
+        .args(["--kubeconfig", &c.kubeconfig, "--cache-dir"])
+        .arg(c.cache.path())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        p.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    } else {
+        drop(p.stdin.take());
+    }
+    let out = p.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// kubectl that must succeed.
+fn ok(c: &Cluster, args: &[&str], stdin: Option<&str>) -> String {
+    let (success, out, err) = kubectl(c, args, stdin);
+    assert!(success, "kubectl {args:?} failed: {out}{err}");
+    out
+}
+
+fn get_json(c: &Cluster, args: &[&str]) -> Option<Value> {
+    let mut a = args.to_vec();
+    a.extend(["-o", "json"]);
+    let (success, out, _) = kubectl(c, &a, None);
+    success.then(|| serde_json::from_str(&out).ok()).flatten()
+}
+
+fn items(list: &Value) -> Vec<Value> {
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn condition<'a>(obj: &'a Value, t: &str) -> Option<&'a str> {
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == t)?["status"]
+        .as_str()
+}
+
+/// Polls `f` until it returns Some, or fails the test after 60 s.
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn deployment(name: &str, image: &str, replicas: u32) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  strategy:
+    type: RollingUpdate
+    rollingUpdate: {{maxSurge: 1, maxUnavailable: 0}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers:
+      - name: main
+        image: {image}
+        ports: [{{name: http, containerPort: 8080}}]
+        resources: {{requests: {{cpu: 100m, memory: 64Mi}}}}
+        readinessProbe: {{initialDelaySeconds: 1, httpGet: {{path: /, port: 8080}}}}
+"#
+    )
+}
+
+/// The pods of one label as a kubectl watch sees them, with the worst counts seen so far.
+#[derive(Default)]
+struct PodWatch {
+    /// name -> (terminating, ready)
+    pods: BTreeMap<String, (bool, bool)>,
+    max_live: usize,
+    min_ready: Option<usize>,
+    events: usize,
+}
+
+/// `kubectl get pods -l app=NAME -w` in the background, checking counts after every event.
+fn watch_pods(c: &Cluster, label: &str) -> (Child, Arc<Mutex<PodWatch>>) {
+    let mut child = Command::new("kubectl")
+        .args(["--kubeconfig", &c.kubeconfig, "--cache-dir"])
+        .arg(c.cache.path())
+        .args([
+            "get",
+            "pods",
+            "-l",
+            label,
+            "-w",
+            "--output-watch-events",
+            "-o",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = Arc::new(Mutex::new(PodWatch::default()));
+    let out = child.stdout.take().unwrap();
+    let st = state.clone();
+    std::thread::spawn(move || {
+        let stream =
+            serde_json::Deserializer::from_reader(BufReader::new(out)).into_iter::<Value>();
+        for ev in stream.flatten() {
+            let obj = &ev["object"];
+            let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+            let mut s = st.lock().unwrap();
+            if ev["type"] == "DELETED" {
+                s.pods.remove(&name);
+            } else {
+                let terminating = !obj["metadata"]["deletionTimestamp"].is_null();
+                let ready = condition(obj, "Ready") == Some("True");
+                s.pods.insert(name, (terminating, ready));
+            }
+            let live = s.pods.values().filter(|(t, _)| !t).count();
+            let ready = s.pods.values().filter(|(t, r)| !t && *r).count();
+            s.max_live = s.max_live.max(live);
+            s.min_ready = Some(s.min_ready.map_or(ready, |m| m.min(ready)));
+            s.events += 1;
+        }
+    });
+    (child, state)
+}
+
+fn pods_of(c: &Cluster, label: &str) -> Vec<Value> {
+    items(&get_json(c, &["get", "pods", "-l", label]).unwrap_or_default())
+}
+
+fn replica_sets_of(c: &Cluster, label: &str) -> Vec<Value> {
+    items(&get_json(c, &["get", "rs", "-l", label]).unwrap_or_default())
+}
+
+#[test]
+fn deployment_rolls_out_within_bounds_scales_and_is_deleted() {
+    let c = start();
+    ok(
+        &c,
+        &["apply", "--validate=false", "-f", "-"],
+        Some(&deployment("web", "nginx:1.25", 3)),
+    );
+    ok(
+        &c,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+        None,
+    );
+
+    // Running on simulated nodes, one per node (spread), with pod IPs from 10.42.0.0/16.
+    let pods = pods_of(&c, "app=web");
+    assert_eq!(pods.len(), 3);
+    let nodes: BTreeSet<&str> = pods
+        .iter()
+        .map(|p| p["spec"]["nodeName"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        nodes,
+        BTreeSet::from(["sim-0", "sim-1", "sim-2"]),
+        "spread: {pods:?}"
+    );
+    for p in &pods {
+        assert_eq!(p["status"]["phase"], "Running");
+        assert!(p["status"]["podIP"].as_str().unwrap().starts_with("10.42."));
+        assert_eq!(p["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
+        assert_eq!(p["metadata"]["ownerReferences"][0]["controller"], true);
+    }
+    let d = get_json(&c, &["get", "deployment", "web"]).unwrap();
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "1"
+    );
+    assert_eq!(d["status"]["availableReplicas"], 3);
+    assert_eq!(condition(&d, "Available"), Some("True"));
+    let events = ok(
+        &c,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.kind=Pod",
+        ],
+        None,
+    );
+    assert!(
+        events.contains("Successfully assigned default/web-"),
+        "{events}"
+    );
+
+    // A new image: a new ReplicaSet, and at every step at most 3+1 live pods and at least
+    // 3-0 ready ones (maxSurge 1, maxUnavailable 0).
+    let (mut watcher, seen) = watch_pods(&c, "app=web");
+    wait_for("the watch to list 3 ready pods", || {
+        let mut s = seen.lock().unwrap();
+        let ready = s.pods.values().filter(|(t, r)| !t && *r).count();
+        // Bounds count from here: the initial listing arrives one pod at a time.
+        (ready == 3).then(|| {
+            s.max_live = 3;
+            s.min_ready = Some(3);
+            s.events = 0;
+        })
+    });
+    ok(
+        &c,
+        &["set", "image", "deployment/web", "main=nginx:1.26"],
+        None,
+    );
+    ok(
+        &c,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+        None,
+    );
+    wait_for("the watch to see only new pods", || {
+        let s = seen.lock().unwrap();
+        let live: Vec<_> = s.pods.iter().filter(|(_, (t, _))| !t).collect();
+        (s.pods.len() == 3 && live.len() == 3).then_some(())
+    });
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    {
+        let s = seen.lock().unwrap();
+        assert!(
+            s.events > 10,
+            "the watch saw the rollout ({} events)",
+            s.events
+        );
+        assert!(
+            s.max_live <= 4,
+            "maxSurge 1 exceeded: {} live pods",
+            s.max_live
+        );
+        assert!(
+            s.min_ready.unwrap() >= 3,
+            "maxUnavailable 0 violated: {} ready pods",
+            s.min_ready.unwrap()
+        );
+    }
+    let sets = replica_sets_of(&c, "app=web");
+    assert_eq!(sets.len(), 2);
+    for rs in &sets {
+        let image = rs["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap();
+        let want = if image == "nginx:1.26" { 3 } else { 0 };
+        assert_eq!(rs["spec"]["replicas"], want, "{image}");
+        let rev = rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"].clone();
+        assert_eq!(rev, if want == 3 { "2" } else { "1" });
+        let name = rs["metadata"]["name"].as_str().unwrap();
+        let hash = rs["metadata"]["labels"]["pod-template-hash"]
+            .as_str()
+            .unwrap();
+        assert_eq!(name, format!("web-{hash}"));
+    }
+    let describe = ok(&c, &["describe", "deployment", "web"], None);
+    assert!(describe.contains("ScalingReplicaSet"), "{describe}");
+    assert!(describe.contains("NewReplicaSetAvailable"), "{describe}");
+
+    ok(&c, &["scale", "deployment/web", "--replicas=5"], None);
+    ok(
+        &c,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+        None,
+    );
+    wait_for("5 running pods", || {
+        let running = pods_of(&c, "app=web")
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Running")
+            .count();
+        (running == 5).then_some(())
+    });
+
+    // Background deletion: the garbage collector removes the ReplicaSets and their pods.
+    ok(&c, &["delete", "deployment", "web"], None);
+    wait_for("web's ReplicaSets and pods to be gone", || {
+        (replica_sets_of(&c, "app=web").is_empty() && pods_of(&c, "app=web").is_empty())
+            .then_some(())
+    });
+
+    // Orphan: the ReplicaSet and pods stay, without an owner.
+    ok(
+        &c,
+        &["apply", "--validate=false", "-f", "-"],
+        Some(&deployment("keep", "nginx:1.25", 2)),
+    );
+    ok(
+        &c,
+        &["rollout", "status", "deployment/keep", "--timeout=60s"],
+        None,
+    );
+    ok(
+        &c,
+        &["delete", "deployment", "keep", "--cascade=orphan"],
+        None,
+    );
+    wait_for("the orphaned ReplicaSet to lose its owner", || {
+        let sets = replica_sets_of(&c, "app=keep");
+        (sets.len() == 1 && sets[0]["metadata"]["ownerReferences"].is_null()).then_some(())
+    });
+    assert!(get_json(&c, &["get", "deployment", "keep"]).is_none());
+    assert_eq!(pods_of(&c, "app=keep").len(), 2, "orphaned pods stay");
+}
+
+#[test]
+fn service_endpoints_list_ready_pod_ips() {
+    let c = start();
+    ok(
+        &c,
+        &["apply", "--validate=false", "-f", "-"],
+        Some(&deployment("api", "nginx:1.25", 2)),
+    );
+    let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: api}\nspec:\n  selector: {app: api}\n  ports: [{name: web, port: 80, targetPort: http}]\n";
+    ok(&c, &["apply", "--validate=false", "-f", "-"], Some(svc));
+    ok(
+        &c,
+        &["rollout", "status", "deployment/api", "--timeout=60s"],
+        None,
+    );
+
+    let pod_ips = |c: &Cluster| -> BTreeSet<String> {
+        pods_of(c, "app=api")
+            .iter()
+            .filter(|p| condition(p, "Ready") == Some("True"))
+            .filter_map(|p| p["status"]["podIP"].as_str().map(str::to_string))
+            .collect()
+    };
+    let want = pod_ips(&c);
+    assert_eq!(want.len(), 2);
+    wait_for("Endpoints with both pod IPs", || {
+        let ep = get_json(&c, &["get", "endpoints", "api"])?;
+        let subset = &ep["subsets"][0];
+        let ips: BTreeSet<String> = subset["addresses"]
+            .as_array()?
+            .iter()
+            .filter_map(|a| a["ip"].as_str().map(str::to_string))
+            .collect();
+        // The named targetPort resolves to the container port.
+        (ips == want && subset["ports"][0]["port"] == 8080 && subset["ports"][0]["name"] == "web")
+            .then_some(())
+    });
+    wait_for("an EndpointSlice with both pod IPs, ready", || {
+        let slices = get_json(
+            &c,
+            &[
+                "get",
+                "endpointslices",
+                "-l",
+                "kubernetes.io/service-name=api",
+            ],
+        )?;
+        let slice = items(&slices).into_iter().next()?;
+        let eps = slice["endpoints"].as_array()?;
+        let ips: BTreeSet<String> = eps
+            .iter()
+            .filter(|e| e["conditions"]["ready"] == true)
+            .filter_map(|e| e["addresses"][0].as_str().map(str::to_string))
+            .collect();
+        (ips == want && slice["ports"][0]["port"] == 8080 && slice["addressType"] == "IPv4")
+            .then_some(())
+    });
+
+    // Scaling to 3 adds the new pod's IP once it is ready.
+    ok(&c, &["scale", "deployment/api", "--replicas=3"], None);
+    ok(
+        &c,
+        &["rollout", "status", "deployment/api", "--timeout=60s"],
+        None,
+    );
+    let want = pod_ips(&c);
+    assert_eq!(want.len(), 3);
+    wait_for("Endpoints with three pod IPs", || {
+        let ep = get_json(&c, &["get", "endpoints", "api"])?;
+        let ips: BTreeSet<String> = ep["subsets"][0]["addresses"]
+            .as_array()?
+            .iter()
+            .filter_map(|a| a["ip"].as_str().map(str::to_string))
+            .collect();
+        (ips == want).then_some(())
+    });
+}
+
+#[test]
+fn unschedulable_pod_and_default_service_account() {
+    let c = start();
+    let big = "apiVersion: v1\nkind: Pod\nmetadata: {name: big}\nspec:\n  containers:\n  - name: c\n    image: nginx\n    resources: {requests: {cpu: \"64\"}}\n";
+    ok(&c, &["apply", "--validate=false", "-f", "-"], Some(big));
+    let msg = "0/3 nodes are available: 3 Insufficient cpu.";
+    wait_for("a FailedScheduling event", || {
+        let ev = get_json(
+            &c,
+            &[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=big",
+            ],
+        )?;
+        items(&ev)
+            .iter()
+            .any(|e| {
+                e["reason"] == "FailedScheduling"
+                    && e["type"] == "Warning"
+                    && e["message"].as_str().is_some_and(|m| m.starts_with(msg))
+            })
+            .then_some(())
+    });
+    let pod = get_json(&c, &["get", "pod", "big"]).unwrap();
+    assert_eq!(pod["status"]["phase"], "Pending");
+    assert!(pod["spec"]["nodeName"].is_null());
+    let cond = pod["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "PodScheduled")
+        .cloned()
+        .unwrap();
+    assert_eq!(cond["status"], "False");
+    assert_eq!(cond["reason"], "Unschedulable");
+    assert!(cond["message"].as_str().unwrap().starts_with(msg), "{cond}");
+    let describe = ok(&c, &["describe", "pod", "big"], None);
+    assert!(describe.contains("FailedScheduling"), "{describe}");
+
+    // A pod that fits is scheduled meanwhile.
+    let small = big
+        .replace("name: big", "name: small")
+        .replace("\"64\"", "500m");
+    ok(&c, &["apply", "--validate=false", "-f", "-"], Some(&small));
+    wait_for("the small pod to run", || {
+        let p = get_json(&c, &["get", "pod", "small"])?;
+        (p["status"]["phase"] == "Running").then_some(())
+    });
+    let pod = get_json(&c, &["get", "pod", "big"]).unwrap();
+    assert!(
+        pod["spec"]["nodeName"].is_null(),
+        "the big pod stays pending"
+    );
+
+    ok(&c, &["create", "namespace", "team-a"], None);
+    wait_for("the default ServiceAccount in team-a", || {
+        get_json(&c, &["get", "serviceaccount", "default", "-n", "team-a"]).map(|_| ())
+    });
+}
