@@ -146,6 +146,39 @@ pub struct SqliteStore {
     /// Dropping it stops the checkpointer.
     checkpoints: Option<mpsc::Sender<()>>,
     checkpointer: Option<JoinHandle<()>>,
+    /// An exclusive lock on `<db>.lock`, held while the store is open, so a second process
+    /// (or a second open) of the same file is refused instead of corrupting it.
+    _lock: std::fs::File,
+}
+
+/// Take the exclusive lock that says this database file is in use.
+fn lock_database(path: &Path) -> Result<std::fs::File> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| {
+            Error::Unavailable(format!(
+                "cannot open the lock file {}: {e}",
+                lock_path.display()
+            ))
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Unavailable(format!(
+            "the database {} is in use by another skiff process ({} is locked)",
+            path.display(),
+            lock_path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::Unavailable(format!(
+            "cannot lock {}: {e}",
+            lock_path.display()
+        ))),
+    }
 }
 
 /// State shared by the store handle, the writer thread and watch tasks.
@@ -229,6 +262,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the store at `path`. A file that is not a skiff store (garbage,
     /// another application's SQLite database, a newer schema) gives [`Error::Corrupt`].
     pub fn open(path: &Path, opts: SqliteOptions) -> Result<Arc<Self>> {
+        let lock = lock_database(path)?;
         let conn = open_connection(path)?;
         init_or_check(&conn, path)?;
         let sync = match opts.durability {
@@ -296,6 +330,7 @@ impl SqliteStore {
             writer: Some(handle),
             checkpoints: Some(ckpt_tx),
             checkpointer: Some(checkpointer),
+            _lock: lock,
         }))
     }
 

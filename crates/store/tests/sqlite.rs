@@ -27,6 +27,22 @@ fn expect_corrupt(r: skiff_store::Result<Arc<SqliteStore>>, what: &str) -> Strin
 }
 
 #[test]
+fn a_database_in_use_is_refused_until_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let first = open(&path).unwrap();
+    match open(&path) {
+        Err(Error::Unavailable(msg)) => {
+            assert!(msg.contains("is in use by another skiff process"), "{msg}")
+        }
+        Err(e) => panic!("expected Unavailable, got {e:?}"),
+        Ok(_) => panic!("the same database was opened twice"),
+    }
+    drop(first);
+    open(&path).expect("the lock goes with the store");
+}
+
+#[test]
 fn garbage_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");
