@@ -326,3 +326,69 @@ async fn bad_bodies_and_paths_get_status_errors() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn service_addresses_and_node_ports_are_unique_and_released_on_delete() {
+    let api = start().await;
+    let svcs = "/api/v1/namespaces/default/services";
+    let svc = |name: &str, ip: &str, node_port: u16| {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"type": "NodePort", "clusterIP": ip, "selector": {"app": name},
+                "ports": [{"port": 80, "nodePort": node_port}]}})
+    };
+    let (code, a) = api.json("POST", svcs, &svc("a", "10.43.7.7", 30080)).await;
+    assert_eq!(code, 201, "{a}");
+    assert_eq!(a["spec"]["clusterIPs"], json!(["10.43.7.7"]));
+    assert_eq!(
+        a["spec"]["ports"][0]["targetPort"], 80,
+        "targetPort defaults to port"
+    );
+
+    // The same address or node port is refused with upstream's messages.
+    let (code, st) = api.json("POST", svcs, &svc("b", "10.43.7.7", 30081)).await;
+    assert_eq!(code, 422, "{st}");
+    assert_eq!(
+        st["message"],
+        "Service \"b\" is invalid: spec.clusterIPs: Invalid value: [\"10.43.7.7\"]: failed to allocate IP 10.43.7.7: provided IP is already allocated"
+    );
+    let (code, st) = api.json("POST", svcs, &svc("b", "10.43.7.8", 30080)).await;
+    assert_eq!(code, 422, "{st}");
+    assert_eq!(
+        st["message"],
+        "Service \"b\" is invalid: spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
+    );
+    let (code, st) = api.json("POST", svcs, &svc("b", "10.99.0.1", 30081)).await;
+    assert_eq!(code, 422);
+    assert!(
+        st["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not in the valid range"),
+        "{st}"
+    );
+
+    // Automatic picks never collide.
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..20 {
+        let body = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": format!("auto-{i}")},
+            "spec": {"type": "NodePort", "selector": {"app": "x"}, "ports": [{"port": 80}]}});
+        let (code, s) = api.json("POST", svcs, &body).await;
+        assert_eq!(code, 201, "{s}");
+        let ip = s["spec"]["clusterIP"].as_str().unwrap().to_string();
+        let port = s["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
+        assert!(
+            ip.starts_with("10.43.") && (30000..=32767).contains(&port),
+            "{s}"
+        );
+        assert!(
+            seen.insert(ip) && seen.insert(port.to_string()),
+            "duplicate in {s}"
+        );
+    }
+
+    // Deleting the first releases both for the next service.
+    let (code, _) = api.json("DELETE", &format!("{svcs}/a"), &json!({})).await;
+    assert_eq!(code, 200);
+    let (code, b) = api.json("POST", svcs, &svc("b", "10.43.7.7", 30080)).await;
+    assert_eq!(code, 201, "{b}");
+}

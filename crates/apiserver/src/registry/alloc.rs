@@ -2,8 +2,9 @@
 //!
 //! The Services themselves are the record of what is allocated (as upstream's repair loop
 //! treats them): an address or port is in use when a Service in the watch cache holds it, or
-//! when this server handed it out moments ago and the cache has not seen that Service yet.
-//! Deleting a Service therefore releases its addresses with no extra bookkeeping.
+//! when this server handed it out moments ago and the cache has not seen that Service yet
+//! (the reservation ends once the cache shows it). Deleting a Service therefore releases its
+//! addresses with no extra bookkeeping.
 //! One allocator per API server: two servers sharing an etcd could race on the same free
 //! address in the instant between allocation and the cache seeing the other's Service.
 
@@ -92,12 +93,14 @@ impl Allocator {
                 }
             }
         }
+        // A reservation ends when its Service shows up in the cache (the Service is the record
+        // from then on, and deleting it frees the address) or when it expires.
         let now = Instant::now();
         let mut r = self.reserved_ips.lock().unwrap();
-        r.retain(|_, t| now.duration_since(*t) < RESERVATION);
+        r.retain(|ip, t| now.duration_since(*t) < RESERVATION && !u.ips.contains(ip));
         u.ips.extend(r.keys().copied());
         let mut r = self.reserved_ports.lock().unwrap();
-        r.retain(|_, t| now.duration_since(*t) < RESERVATION);
+        r.retain(|p, t| now.duration_since(*t) < RESERVATION && !u.ports.contains(p));
         u.ports.extend(r.keys().cloned());
         u
     }

@@ -551,6 +551,11 @@ impl Registry {
                 ));
             }
         }
+        if info.group.is_empty() && info.plural == "services" {
+            // Allocation reads the Services in the cache: let it see every write acknowledged
+            // so far, so an address released by a delete just before is free again.
+            let _ = self.cache.sync().await;
+        }
         strat.allocate(self, &mut obj, None, opts.dry_run)?;
         if !opts.apply {
             meta_mut(&mut obj).remove("managedFields");
