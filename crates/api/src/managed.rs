@@ -403,8 +403,11 @@ fn changed(old: &Value, new: &Value, scope: Scope) -> (FieldSet, FieldSet) {
 /// changed, and nobody keeps a field that is gone. `old` is `None` for a create.
 pub fn record_update(old: Option<&Value>, new: &mut Value, w: &Write<'_>) {
     let mut all = old.map(entries).unwrap_or_default();
-    let empty = json!({});
-    let (changed, removed) = changed(old.unwrap_or(&empty), new, w.scope);
+    let (changed, removed) = match old {
+        Some(old) => changed(old, new, w.scope),
+        // A create sets every field it has.
+        None => (fields_of(new, w.scope), FieldSet::new()),
+    };
     if changed.is_empty() && removed.is_empty() {
         set_entries(new, &all);
         return;
