@@ -61,9 +61,16 @@ where
         self.store.clone()
     }
 
-    /// Calls `f` for every change seen after `start`.
+    /// Calls `f` for every change seen after `start`. A handler added after the first list
+    /// is first shown every object already stored.
     pub fn on_change(&self, f: impl Fn(Change<'_, K>) + Send + Sync + 'static) {
-        self.handlers.lock().unwrap().push(Arc::new(Box::new(f)));
+        let h: Arc<Handler<K>> = Arc::new(Box::new(f));
+        self.handlers.lock().unwrap().push(h.clone());
+        if *self.synced.borrow() {
+            for o in self.store.state() {
+                h(Change::Applied(&o));
+            }
+        }
     }
 
     /// Starts watching (once; later calls do nothing).
@@ -85,13 +92,17 @@ where
                     }
                 };
                 writer.apply_watcher_event(&ev);
+                if matches!(ev, Event::InitDone) {
+                    // Before taking the handler list: a handler added from here on replays
+                    // the store itself (see `on_change`).
+                    this.synced.send_replace(true);
+                }
                 tracing::trace!(kind = %K::kind(&()), event = ?std::mem::discriminant(&ev), "informer event");
                 let handlers: Vec<_> = this.handlers.lock().unwrap().clone();
                 match &ev {
                     Event::Apply(o) => handlers.iter().for_each(|h| h(Change::Applied(o))),
                     Event::Delete(o) => handlers.iter().for_each(|h| h(Change::Deleted(o))),
                     Event::InitDone => {
-                        this.synced.send_replace(true);
                         for o in this.store.state() {
                             handlers.iter().for_each(|h| h(Change::Applied(&o)));
                         }

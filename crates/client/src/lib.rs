@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod informer;
+pub mod leader;
 pub mod queue;
 
 use std::collections::BTreeMap;

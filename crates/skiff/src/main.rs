@@ -109,22 +109,55 @@ struct ServerArgs {
     disable_scheduler: bool,
 }
 
-/// Runs the controllers and/or the scheduler over one set of shared informers.
+/// Runs the controllers and/or the scheduler over one set of shared informers, each once it
+/// holds its leader Lease in kube-system (so two servers never both act). Losing a Lease
+/// ends the process, as upstream's components do.
 async fn start_components(
     kubeconfig: &std::path::Path,
     controllers: bool,
     scheduler: bool,
+    identity: String,
 ) -> Result<()> {
     let client = skiff_client::client_from_kubeconfig(kubeconfig).await?;
-    let informers = skiff_client::Informers::new(client);
-    if controllers {
-        skiff_controllers::start(&informers);
+    let informers = skiff_client::Informers::new(client.clone());
+    let roles = [
+        (controllers, "kube-controller-manager"),
+        (scheduler, "kube-scheduler"),
+    ];
+    for (enabled, lease) in roles {
+        if !enabled {
+            continue;
+        }
+        let cfg = skiff_client::leader::Config::new("kube-system", lease, &identity);
+        let (client, informers) = (client.clone(), informers.clone());
+        tokio::spawn(async move {
+            let mut leading = skiff_client::leader::acquire(client, cfg).await;
+            if lease == "kube-scheduler" {
+                skiff_scheduler::start(&informers);
+            } else {
+                skiff_controllers::start(&informers);
+            }
+            informers.start();
+            let _ = leading.wait_for(|l| !*l).await;
+            tracing::error!(lease, "leader election lost; exiting");
+            std::process::exit(1);
+        });
     }
-    if scheduler {
-        skiff_scheduler::start(&informers);
-    }
-    informers.start();
     Ok(())
+}
+
+/// A leader-election identity: the host name, plus `suffix` when given.
+fn identity(suffix: Option<&str>) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "skiff".into());
+    match suffix {
+        Some(s) => format!("{host}_{s}"),
+        None => host,
+    }
 }
 
 mod ipnet_arg {
@@ -196,17 +229,20 @@ async fn main() -> Result<()> {
                     &handle.kubeconfig,
                     !a.disable_controllers,
                     !a.disable_scheduler,
+                    identity(None),
                 )
                 .await?;
             }
             handle.wait_for_signal().await;
         }
         Command::Controllers(a) => {
-            start_components(&a.kubeconfig, true, false).await?;
+            let id = identity(Some(&format!("controllers-{}", std::process::id())));
+            start_components(&a.kubeconfig, true, false, id).await?;
             tokio::signal::ctrl_c().await?;
         }
         Command::Scheduler(a) => {
-            start_components(&a.kubeconfig, false, true).await?;
+            let id = identity(Some(&format!("scheduler-{}", std::process::id())));
+            start_components(&a.kubeconfig, false, true, id).await?;
             tokio::signal::ctrl_c().await?;
         }
         Command::Sim(SimCommand::Nodes(a)) => {

@@ -513,3 +513,335 @@ fn unschedulable_pod_and_default_service_account() {
         get_json(&c, &["get", "serviceaccount", "default", "-n", "team-a"]).map(|_| ())
     });
 }
+
+fn image_of_rs(rs: &Value) -> &str {
+    rs["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap_or("")
+}
+
+/// The ReplicaSet of `label` running `image`, once it has `replicas` and every other has 0.
+fn wait_rolled_to(c: &Cluster, label: &str, image: &str, replicas: i64) -> Value {
+    wait_for(&format!("{label} rolled to {image}"), || {
+        let sets = replica_sets_of(c, label);
+        let new = sets.iter().find(|r| image_of_rs(r) == image)?;
+        let others_empty = sets
+            .iter()
+            .filter(|r| image_of_rs(r) != image)
+            .all(|r| r["spec"]["replicas"] == 0);
+        (new["spec"]["replicas"] == replicas
+            && new["status"]["readyReplicas"] == replicas
+            && others_empty)
+            .then(|| new.clone())
+    })
+}
+
+#[test]
+fn rollout_history_undo_pause_resume_recreate_and_foreground_delete() {
+    let c = start();
+    ok(
+        &c,
+        &["apply", "--validate=false", "-f", "-"],
+        Some(&deployment("app", "nginx:1.25", 2)),
+    );
+    ok(
+        &c,
+        &["rollout", "status", "deployment/app", "--timeout=60s"],
+        None,
+    );
+    ok(
+        &c,
+        &["set", "image", "deployment/app", "main=nginx:1.26"],
+        None,
+    );
+    ok(
+        &c,
+        &["rollout", "status", "deployment/app", "--timeout=60s"],
+        None,
+    );
+    let history = ok(&c, &["rollout", "history", "deployment/app"], None);
+    let revisions: Vec<&str> = history
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(revisions, ["1", "2"], "{history}");
+
+    // undo: the first ReplicaSet comes back with revision 3.
+    ok(&c, &["rollout", "undo", "deployment/app"], None);
+    ok(
+        &c,
+        &["rollout", "status", "deployment/app", "--timeout=60s"],
+        None,
+    );
+    let rs = wait_rolled_to(&c, "app=app", "nginx:1.25", 2);
+    assert_eq!(
+        rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "3"
+    );
+    assert_eq!(
+        rs["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"],
+        "1"
+    );
+    ok(
+        &c,
+        &["rollout", "undo", "deployment/app", "--to-revision=2"],
+        None,
+    );
+    ok(
+        &c,
+        &["rollout", "status", "deployment/app", "--timeout=60s"],
+        None,
+    );
+    wait_rolled_to(&c, "app=app", "nginx:1.26", 2);
+
+    // pause: a template change is observed but not rolled out until resume.
+    ok(&c, &["rollout", "pause", "deployment/app"], None);
+    ok(
+        &c,
+        &["set", "image", "deployment/app", "main=nginx:1.27"],
+        None,
+    );
+    wait_for("the paused deployment to observe its generation", || {
+        let d = get_json(&c, &["get", "deployment", "app"])?;
+        let progressing = d["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Progressing")?
+            .clone();
+        (d["status"]["observedGeneration"] == d["metadata"]["generation"]
+            && progressing["reason"] == "DeploymentPaused")
+            .then_some(())
+    });
+    assert!(
+        !replica_sets_of(&c, "app=app")
+            .iter()
+            .any(|r| image_of_rs(r) == "nginx:1.27"),
+        "no new ReplicaSet while paused"
+    );
+    ok(&c, &["rollout", "resume", "deployment/app"], None);
+    ok(
+        &c,
+        &["rollout", "status", "deployment/app", "--timeout=60s"],
+        None,
+    );
+    wait_rolled_to(&c, "app=app", "nginx:1.27", 2);
+
+    // Foreground: once kubectl sees the Deployment gone, its ReplicaSets and pods are gone too.
+    ok(
+        &c,
+        &[
+            "delete",
+            "deployment",
+            "app",
+            "--cascade=foreground",
+            "--timeout=60s",
+        ],
+        None,
+    );
+    assert!(replica_sets_of(&c, "app=app").is_empty());
+    assert!(pods_of(&c, "app=app").is_empty());
+
+    // Recreate: old pods are all gone before any new pod exists.
+    let recreate = deployment("rec", "nginx:1.25", 2).replace(
+        "    type: RollingUpdate\n    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}\n",
+        "    type: Recreate\n",
+    );
+    ok(
+        &c,
+        &["apply", "--validate=false", "-f", "-"],
+        Some(&recreate),
+    );
+    ok(
+        &c,
+        &["rollout", "status", "deployment/rec", "--timeout=60s"],
+        None,
+    );
+    let old: BTreeSet<String> = pods_of(&c, "app=rec")
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    let (mut watcher, seen) = watch_pods(&c, "app=rec");
+    wait_for("the watch to list 2 pods", || {
+        (seen.lock().unwrap().pods.len() == 2).then_some(())
+    });
+    let mixed = Arc::new(Mutex::new(false));
+    let stop = Arc::new(Mutex::new(false));
+    let checker = {
+        let (seen, mixed, stop, old) = (seen.clone(), mixed.clone(), stop.clone(), old.clone());
+        std::thread::spawn(move || {
+            while !*stop.lock().unwrap() {
+                let s = seen.lock().unwrap();
+                let has_old = s.pods.keys().any(|n| old.contains(n));
+                let has_new = s.pods.keys().any(|n| !old.contains(n));
+                if has_old && has_new {
+                    *mixed.lock().unwrap() = true;
+                }
+                drop(s);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    ok(
+        &c,
+        &["set", "image", "deployment/rec", "main=nginx:1.26"],
+        None,
+    );
+    ok(
+        &c,
+        &["rollout", "status", "deployment/rec", "--timeout=60s"],
+        None,
+    );
+    wait_rolled_to(&c, "app=rec", "nginx:1.26", 2);
+    *stop.lock().unwrap() = true;
+    checker.join().unwrap();
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    assert!(
+        !*mixed.lock().unwrap(),
+        "Recreate ran old and new pods at once"
+    );
+}
+
+/// `skiff server` without its controllers and scheduler, which run as separate processes.
+#[test]
+fn controllers_and_scheduler_as_separate_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args([
+            "server",
+            "--secure-port",
+            "0",
+            "--bind-address",
+            "127.0.0.1",
+        ])
+        .args(["--disable-controllers", "--disable-scheduler", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut BufReader::new(server.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.contains("skiff is ready"), "{line}");
+    let kubeconfig = dir.path().join("admin.kubeconfig").display().to_string();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(args)
+            .args(["--kubeconfig", &kubeconfig])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // Two controller managers: one leads, the other waits for the Lease.
+    let mut controllers = vec![run(&["controllers"]), run(&["controllers"])];
+    let mut scheduler = run(&["scheduler"]);
+    let sim = run(&["sim", "nodes", "--count", "3", "--lease-interval", "1"]);
+    let c = Cluster {
+        server,
+        sim,
+        kubeconfig: kubeconfig.clone(),
+        cache: tempfile::tempdir().unwrap(),
+        _dir: dir,
+    };
+    ok(
+        &c,
+        &["apply", "--validate=false", "-f", "-"],
+        Some(&deployment("web", "nginx:1.25", 3)),
+    );
+    ok(
+        &c,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+        None,
+    );
+    assert_eq!(pods_of(&c, "app=web").len(), 3);
+
+    // Each simulated node holds a Lease that it keeps renewing.
+    let renewed = |c: &Cluster| -> Option<BTreeMap<String, String>> {
+        let leases = get_json(c, &["get", "leases", "-n", "kube-node-lease"])?;
+        Some(
+            items(&leases)
+                .iter()
+                .map(|l| {
+                    (
+                        l["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                        l["spec"]["renewTime"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect(),
+        )
+    };
+    let first = wait_for("3 node leases", || renewed(&c).filter(|l| l.len() == 3));
+    assert_eq!(
+        first.keys().cloned().collect::<Vec<_>>(),
+        ["sim-0", "sim-1", "sim-2"]
+    );
+    wait_for("the leases to be renewed", || {
+        let now = renewed(&c)?;
+        now.iter()
+            .all(|(n, t)| first.get(n) != Some(t))
+            .then_some(())
+    });
+    // Nodes got /24 pod CIDRs from 10.42.0.0/16, and pod IPs come from them.
+    let nodes = get_json(&c, &["get", "nodes"]).unwrap();
+    let cidrs: BTreeSet<String> = items(&nodes)
+        .iter()
+        .filter_map(|n| n["spec"]["podCIDR"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(cidrs.len(), 3, "{cidrs:?}");
+    assert!(cidrs
+        .iter()
+        .all(|c| c.starts_with("10.42.") && c.ends_with(".0/24")));
+
+    // Leader election: the holder of kube-system/kube-controller-manager is one of the two;
+    // once it dies the other takes over and new Deployments still roll out.
+    let holder = |c: &Cluster| -> Option<(String, i64)> {
+        let l = get_json(
+            c,
+            &[
+                "get",
+                "lease",
+                "kube-controller-manager",
+                "-n",
+                "kube-system",
+            ],
+        )?;
+        Some((
+            l["spec"]["holderIdentity"].as_str()?.to_string(),
+            l["spec"]["leaseTransitions"].as_i64().unwrap_or(0),
+        ))
+    };
+    let (leader, transitions) = holder(&c).expect("controller manager lease");
+    let idx = controllers
+        .iter()
+        .position(|p| leader.ends_with(&format!("_controllers-{}", p.id())))
+        .unwrap_or_else(|| panic!("lease held by {leader:?}, not by a controllers process"));
+    let mut dead = controllers.remove(idx);
+    let _ = dead.kill();
+    let _ = dead.wait();
+    ok(
+        &c,
+        &["apply", "--validate=false", "-f", "-"],
+        Some(&deployment("after", "nginx:1.25", 2)),
+    );
+    ok(
+        &c,
+        &["rollout", "status", "deployment/after", "--timeout=60s"],
+        None,
+    );
+    let (new_leader, new_transitions) = holder(&c).unwrap();
+    assert!(new_leader.ends_with(&format!("_controllers-{}", controllers[0].id())));
+    assert_eq!(new_transitions, transitions + 1);
+
+    for mut p in controllers {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+    let _ = scheduler.kill();
+    let _ = scheduler.wait();
+}
