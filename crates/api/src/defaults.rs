@@ -62,6 +62,9 @@ pub fn apply_defaults(group: &str, plural: &str, obj: &mut Value) {
                 );
             }
         }
+        ("scheduling.k8s.io", "priorityclasses") => {
+            default_str(obj_mut(obj), "preemptionPolicy", "PreemptLowerPriority");
+        }
         ("apps", "deployments") => default_deployment(obj),
         ("apps", "replicasets") => {
             default_val(child(obj, "spec"), "replicas", json!(1));

@@ -189,6 +189,7 @@ const DEFS: &[Def] = &[
     // policy/v1
     Def { group: "policy", version: "v1", kind: "PodDisruptionBudget", plural: "poddisruptionbudgets", scope: Namespaced, short: &["pdb"], categories: &[], subs: STATUS, stored_as: None },
     // storage.k8s.io/v1
+    Def { group: "scheduling.k8s.io", version: "v1", kind: "PriorityClass", plural: "priorityclasses", scope: Cluster, short: &["pc"], categories: &[], subs: &[], stored_as: None },
     Def { group: "storage.k8s.io", version: "v1", kind: "StorageClass", plural: "storageclasses", scope: Cluster, short: &["sc"], categories: &[], subs: &[], stored_as: None },
     // autoscaling: v2 is the storage version; v1 is served from the same objects.
     Def { group: "autoscaling", version: "v2", kind: "HorizontalPodAutoscaler", plural: "horizontalpodautoscalers", scope: Namespaced, short: &["hpa"], categories: ALL, subs: STATUS, stored_as: None },

@@ -276,6 +276,13 @@ pub fn columns(group: &str, plural: &str) -> Vec<Column> {
             col("Allowed Disruptions", i, "Calculated number of pods that may be disrupted at this time."),
             AGE,
         ],
+        ("scheduling.k8s.io", "priorityclasses") => vec![
+            NAME,
+            col("Value", i, "Value is the integer value of this priority class. This is the actual priority that pods receive when they have the name of this class in their pod spec."),
+            col("Global-Default", "boolean", "globalDefault specifies whether this PriorityClass should be considered as the default priority for pods that do not have any priority class."),
+            AGE,
+            col("PreemptionPolicy", s, "preemptionPolicy is the Policy for preempting pods with lower priority."),
+        ],
         ("storage.k8s.io", "storageclasses") => vec![
             NAME,
             col("Provisioner", s, "provisioner indicates the type of the provisioner."),
@@ -628,6 +635,19 @@ pub fn cells(group: &str, plural: &str, obj: &Value, now: DateTime<Utc>) -> Vec<
                 r.age(),
             ]
         }
+        ("scheduling.k8s.io", "priorityclasses") => vec![
+            r.name(),
+            json!(r.int("/value")),
+            json!(obj
+                .get("globalDefault")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)),
+            r.age(),
+            json!(obj
+                .get("preemptionPolicy")
+                .and_then(Value::as_str)
+                .unwrap_or("PreemptLowerPriority")),
+        ],
         ("storage.k8s.io", "storageclasses") => {
             let annotations = obj.pointer("/metadata/annotations");
             let is_default = [

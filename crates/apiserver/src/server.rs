@@ -1262,6 +1262,22 @@ async fn bootstrap(reg: &Registry, addr: SocketAddr, host: &str) -> Result<()> {
             Err(e) => anyhow::bail!("creating namespace {ns}: {e}"),
         }
     }
+    // The two priority classes every cluster has.
+    let pc_info = reg
+        .by_kind("scheduling.k8s.io", "PriorityClass")
+        .context("priorityclasses resource")?;
+    for (name, value, description) in [
+        ("system-node-critical", 2000001000, "Used for system critical pods that must not be moved from their current node."),
+        ("system-cluster-critical", 2000000000, "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary."),
+    ] {
+        let obj = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": name}, "value": value, "description": description});
+        match reg.create(&pc_info, None, obj, &opts).await {
+            Ok(_) => {}
+            Err(e) if e.code == 409 => {}
+            Err(e) => anyhow::bail!("creating priority class {name}: {e}"),
+        }
+    }
     let svc_info = reg.by_kind("", "Service").context("services resource")?;
     let ip = reg.alloc.first_ip().to_string();
     let svc = json!({

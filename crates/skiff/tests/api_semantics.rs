@@ -392,3 +392,55 @@ async fn service_addresses_and_node_ports_are_unique_and_released_on_delete() {
     let (code, b) = api.json("POST", svcs, &svc("b", "10.43.7.7", 30080)).await;
     assert_eq!(code, 201, "{b}");
 }
+
+#[tokio::test]
+async fn pod_priority_comes_from_its_priority_class() {
+    let api = start().await;
+    let pods = "/api/v1/namespaces/default/pods";
+    let pod = |name: &str, class: Option<&str>| {
+        let mut p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+        if let Some(c) = class {
+            p["spec"]["priorityClassName"] = json!(c);
+        }
+        p
+    };
+    let (code, p) = api
+        .json("POST", pods, &pod("critical", Some("system-node-critical")))
+        .await;
+    assert_eq!(code, 201, "{p}");
+    assert_eq!(p["spec"]["priority"], 2000001000);
+    assert_eq!(p["spec"]["preemptionPolicy"], "PreemptLowerPriority");
+    let (code, st) = api.json("POST", pods, &pod("lost", Some("nope"))).await;
+    assert_eq!(code, 403);
+    assert_eq!(
+        st["message"],
+        "pods \"lost\" is forbidden: no PriorityClass with name nope was found"
+    );
+    let (_, p) = api.json("POST", pods, &pod("plain", None)).await;
+    assert_eq!(p["spec"]["priority"], 0);
+    // A global default applies to pods that name no class.
+    let pc = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+        "metadata": {"name": "normal"}, "value": 100, "globalDefault": true,
+        "preemptionPolicy": "Never"});
+    let (code, c) = api
+        .json("POST", "/apis/scheduling.k8s.io/v1/priorityclasses", &pc)
+        .await;
+    assert_eq!(code, 201, "{c}");
+    // Like upstream's admission plugin, the default is read from the server's cache of
+    // classes, so a pod created in the same instant may miss it: allow it a moment.
+    let mut p = json!({});
+    for i in 0..20 {
+        let (_, got) = api
+            .json("POST", pods, &pod(&format!("defaulted-{i}"), None))
+            .await;
+        p = got;
+        if p["spec"]["priorityClassName"] == "normal" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(p["spec"]["priorityClassName"], "normal");
+    assert_eq!(p["spec"]["priority"], 100);
+    assert_eq!(p["spec"]["preemptionPolicy"], "Never");
+}

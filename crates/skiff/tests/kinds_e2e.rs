@@ -6,7 +6,9 @@ mod common;
 use common::{kubectl, start, versioned};
 
 /// One object of every served kind. `V` is replaced per kubectl version so the runs do not
-/// collide; the node is tainted and unschedulable so no controller places pods on it.
+/// collide; the node is tainted and unschedulable so no controller places pods on it, and the
+/// hand-made Endpoints and EndpointSlice belong to a Service without a selector, which the
+/// endpoints controllers leave alone (as upstream's do).
 const ALL_KINDS: &str = r#"
 apiVersion: v1
 kind: Namespace
@@ -24,6 +26,12 @@ metadata: {name: svc-V, namespace: kinds-V, labels: {app: web}}
 spec:
   selector: {app: web}
   ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ep-V, namespace: kinds-V}
+spec:
+  ports: [{port: 8080}]
 ---
 apiVersion: v1
 kind: Endpoints
@@ -195,7 +203,7 @@ spec:
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
-metadata: {name: slice-V, namespace: kinds-V, labels: {kubernetes.io/service-name: svc-V}}
+metadata: {name: slice-V, namespace: kinds-V, labels: {kubernetes.io/service-name: ep-V}}
 addressType: IPv4
 endpoints: [{addresses: [10.42.0.5]}]
 ports: [{port: 8080}]
@@ -245,6 +253,12 @@ metadata: {name: pdb-V, namespace: kinds-V}
 spec:
   minAvailable: 1
   selector: {matchLabels: {app: web}}
+---
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: pc-V}
+value: 1000
+description: a test priority
 ---
 apiVersion: storage.k8s.io/v1
 kind: StorageClass
@@ -378,9 +392,14 @@ fn every_kind_is_created_read_and_deleted_from_yaml_by_each_kubectl() {
             })
             .collect();
         assert_eq!(got, want, "{bin}");
-        // The namespace goes last: deleting it first would take its contents with it.
+        // Dependents go before what they belong to (an Endpoints before its Service, which
+        // the endpoints controller would otherwise clean up first), and the namespace last:
+        // deleting it first would take its contents with it.
         let (_, contents) = yaml.split_once("\n---\n").unwrap();
-        let (ok, out, err) = kubectl(&s, bin, &["delete", "-f", "-"], Some(contents));
+        let mut docs: Vec<&str> = contents.split("\n---\n").collect();
+        docs.reverse();
+        let reversed = docs.join("\n---\n");
+        let (ok, out, err) = kubectl(&s, bin, &["delete", "-f", "-"], Some(&reversed));
         assert!(ok, "{bin} delete: {err}");
         let (ok, ns_out, err) = kubectl(&s, bin, &["delete", "ns", &ns], None);
         assert!(ok, "{bin} delete ns: {err}");

@@ -210,6 +210,67 @@ impl Registry {
         self.resources.read().unwrap().clone()
     }
 
+    /// Pod priority admission, as upstream's `Priority` plugin: a pod's `priorityClassName`
+    /// (or the global default class) decides its `priority` and `preemptionPolicy`.
+    fn admit_priority(&self, pod: &mut Value) -> Result<()> {
+        const PREFIX: &str = "/registry/scheduling.k8s.io/priorityclasses/";
+        let pod_name = name(pod).unwrap_or("").to_string();
+        let requested = pod
+            .pointer("/spec/priorityClassName")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        let class = match &requested {
+            Some(n) => match self.cache.get(&format!("{PREFIX}{n}")) {
+                Some(o) => o.value(),
+                None => {
+                    return Err(StatusError::forbidden(format!(
+                        "pods \"{pod_name}\" is forbidden: no PriorityClass with name {n} was found"
+                    )))
+                }
+            },
+            None => {
+                let (items, _, _) = self.cache.list(PREFIX, None, 0, &|o| {
+                    o.value().get("globalDefault").and_then(Value::as_bool) == Some(true)
+                });
+                // With several global defaults, the lowest value wins, as upstream.
+                match items
+                    .iter()
+                    .map(|o| o.value())
+                    .min_by_key(|c| c.get("value").and_then(Value::as_i64).unwrap_or(0))
+                {
+                    Some(c) => c,
+                    None => return Ok(()),
+                }
+            }
+        };
+        let value = class.get("value").and_then(Value::as_i64).unwrap_or(0);
+        let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+            return Ok(());
+        };
+        if let Some(given) = spec.get("priority").and_then(Value::as_i64) {
+            if given != value {
+                return Err(StatusError::forbidden(format!(
+                    "pods \"{pod_name}\" is forbidden: the integer value of priority ({given}) must not be provided in pod spec; priority admission controller computed {value} from the given PriorityClass name"
+                )));
+            }
+        }
+        if requested.is_none() {
+            if let Some(n) = class.pointer("/metadata/name") {
+                spec.insert("priorityClassName".into(), n.clone());
+            }
+        }
+        spec.insert("priority".into(), json!(value));
+        if !spec.contains_key("preemptionPolicy") {
+            let policy = class
+                .get("preemptionPolicy")
+                .cloned()
+                .unwrap_or(json!("PreemptLowerPriority"));
+            spec.insert("preemptionPolicy".into(), policy);
+        }
+        Ok(())
+    }
+
     /// Serve a CRD's resources (one per served version), replacing what it served before.
     pub fn register_custom(&self, group: &str, plural: &str, infos: Vec<ResourceInfo>) {
         let mut all = self.resources.write().unwrap();
@@ -517,6 +578,14 @@ impl Registry {
             meta_mut(&mut obj).insert("generation".into(), json!(1));
         } else {
             meta_mut(&mut obj).remove("generation");
+        }
+        if info.group.is_empty() && info.plural == "pods" {
+            if let Err(e) = self.admit_priority(&mut obj) {
+                // A class created a moment ago may not be in the cache yet: look again once
+                // the cache has every acknowledged write.
+                let _ = self.cache.sync().await;
+                self.admit_priority(&mut obj).map_err(|_| e)?;
+            }
         }
         strat.prepare_create(&mut obj);
         if has_status && info.custom.is_some() {
