@@ -20,6 +20,10 @@ use skiff_client::{Change, Informers, Queue};
 
 use crate::{api_err, is_gone_or_conflict, Result};
 
+/// Marks the Endpoints this controller manages (and may delete with their Service).
+pub const MANAGED_BY: &str = "endpoints.kubernetes.io/managed-by";
+pub const CONTROLLER: &str = "endpoint-controller";
+
 /// One service port as it applies to one pod.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ResolvedPort {
@@ -239,9 +243,12 @@ pub fn start(informers: &Arc<Informers>) {
     svc_inf.on_change(move |c| match c {
         Change::Applied(s) | Change::Deleted(s) => q.add(skiff_client::key_of(&s.metadata)),
     });
+    // Only deletions matter (to recreate): Endpoints without a Service of ours are left alone.
     let q = ctl.queue.clone();
-    ep_inf.on_change(move |c| match c {
-        Change::Applied(e) | Change::Deleted(e) => q.add(skiff_client::key_of(&e.metadata)),
+    ep_inf.on_change(move |c| {
+        if let Change::Deleted(e) = c {
+            q.add(skiff_client::key_of(&e.metadata))
+        }
     });
     let c = Arc::downgrade(&ctl);
     pod_inf.on_change(move |ch| {
@@ -275,8 +282,11 @@ impl Ctl {
         let api: Api<Endpoints> = Api::namespaced(self.client.clone(), ns);
         let current = self.endpoints.get(&ObjectRef::new(name).within(ns));
         let Some(svc) = self.services.get(&ObjectRef::new(name).within(ns)) else {
-            // The Service is gone: so are its Endpoints.
-            if current.is_some() {
+            // The Service is gone: so are the Endpoints this controller made for it.
+            let ours = current.as_ref().is_some_and(|e| {
+                e.labels().get(MANAGED_BY).map(String::as_str) == Some(CONTROLLER)
+            });
+            if ours {
                 match api.delete(name, &DeleteParams::default()).await {
                     Ok(_) => {}
                     Err(e) if is_gone_or_conflict(&e) => {}
@@ -296,6 +306,7 @@ impl Ctl {
         let pods = self.pods.state();
         let subsets = subsets(&backends(&svc, &pods));
         let mut labels = svc.metadata.labels.clone().unwrap_or_default();
+        labels.insert(MANAGED_BY.into(), CONTROLLER.into());
         if svc.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()) == Some("None") {
             labels.insert("service.kubernetes.io/headless".into(), String::new());
         }
