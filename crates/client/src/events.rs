@@ -31,9 +31,13 @@ impl EventType {
 pub struct Recorder {
     client: Client,
     component: String,
-    /// (object uid, reason, message) -> (event namespace, event name, count).
-    seen: Arc<Mutex<HashMap<(String, String, String), (String, String, i32)>>>,
+    seen: Arc<Mutex<HashMap<SeenKey, SeenEvent>>>,
 }
+
+/// (object uid, reason, message).
+type SeenKey = (String, String, String);
+/// (event namespace, event name, count).
+type SeenEvent = (String, String, i32);
 
 const SEEN_LIMIT: usize = 4096;
 

@@ -867,6 +867,7 @@ impl Ctl {
             }
             remove_condition(&mut st, "Progressing");
             set_condition(&mut st, c);
+            requeue = Some(spec.progress_deadline_seconds.unwrap_or(600));
         } else if let Some(name) = &new_name {
             let deadline = spec.progress_deadline_seconds.unwrap_or(600);
             let complete = st.updated_replicas == Some(replicas)

@@ -255,10 +255,9 @@ impl Ctl {
                         && !deleting
                         && p.metadata.deletion_timestamp.is_none()
                         && skiff_client::pod_is_active(&p)
+                        && self.adopt(&pods_api, &rs, &p).await?
                     {
-                        if self.adopt(&pods_api, &rs, &p).await? {
-                            owned.push(p);
-                        }
+                        owned.push(p);
                     }
                 }
             }
@@ -437,7 +436,7 @@ mod tests {
 
     #[test]
     fn unscheduled_and_unready_pods_are_deleted_first() {
-        let mut pods = vec![
+        let mut pods = [
             pod("ready-old", Some("n"), "Running", true, 100),
             pod("ready-new", Some("n"), "Running", true, 200),
             pod("pending", None, "Pending", false, 50),

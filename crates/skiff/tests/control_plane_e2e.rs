@@ -508,6 +508,28 @@ fn unschedulable_pod_and_default_service_account() {
         "the big pod stays pending"
     );
 
+    // A Deployment whose pod cannot be scheduled exceeds its progress deadline.
+    let stuck = deployment("stuck", "nginx:1.25", 1)
+        .replace("cpu: 100m", "cpu: \"64\"")
+        .replace(
+            "spec:\n  replicas:",
+            "spec:\n  progressDeadlineSeconds: 2\n  replicas:",
+        );
+    ok(&c, &["apply", "--validate=false", "-f", "-"], Some(&stuck));
+    let (success, out, err) = kubectl(
+        &c,
+        &["rollout", "status", "deployment/stuck", "--timeout=60s"],
+        None,
+    );
+    assert!(!success, "{out}");
+    assert!(
+        err.contains("deployment \"stuck\" exceeded its progress deadline"),
+        "{out}{err}"
+    );
+    let d = get_json(&c, &["get", "deployment", "stuck"]).unwrap();
+    assert_eq!(condition(&d, "Progressing"), Some("False"));
+    assert_eq!(condition(&d, "Available"), Some("False"));
+
     ok(&c, &["create", "namespace", "team-a"], None);
     wait_for("the default ServiceAccount in team-a", || {
         get_json(&c, &["get", "serviceaccount", "default", "-n", "team-a"]).map(|_| ())
