@@ -20,7 +20,7 @@ cargo build --workspace --all-targets
 log="$(mktemp)"
 trap 'rm -rf "$KUBECACHEDIR" "$log"' EXIT
 set +e
-cargo test --workspace -- --test-threads=2 2>&1 | tee "$log"
+cargo test --workspace --no-fail-fast -- --test-threads=2 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole suite (cargo prints one per test binary).
