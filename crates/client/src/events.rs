@@ -27,12 +27,22 @@ impl EventType {
 }
 
 /// Writes Events for one component (`deployment-controller`, `default-scheduler`, ...).
+/// Events queue up to `BACKLOG` and are written by `WRITERS` tasks; beyond that they are
+/// dropped, as upstream's broadcaster does, so a burst never turns into thousands of
+/// concurrent requests.
 #[derive(Clone)]
 pub struct Recorder {
+    tx: tokio::sync::mpsc::Sender<(ObjectReference, EventType, String, String)>,
+}
+
+struct Inner {
     client: Client,
     component: String,
-    seen: Arc<Mutex<HashMap<SeenKey, SeenEvent>>>,
+    seen: Mutex<HashMap<SeenKey, SeenEvent>>,
 }
+
+const BACKLOG: usize = 1000;
+const WRITERS: usize = 2;
 
 /// (object uid, reason, message).
 type SeenKey = (String, String, String);
@@ -56,11 +66,29 @@ pub fn object_ref<K: Resource<DynamicType = ()>>(o: &K) -> ObjectReference {
 
 impl Recorder {
     pub fn new(client: Client, component: &str) -> Self {
-        Recorder {
+        let inner = Arc::new(Inner {
             client,
             component: component.to_string(),
             seen: Default::default(),
+        });
+        let (tx, rx) =
+            tokio::sync::mpsc::channel::<(ObjectReference, EventType, String, String)>(BACKLOG);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..WRITERS {
+            let (inner, rx) = (inner.clone(), rx.clone());
+            tokio::spawn(async move {
+                loop {
+                    let next = rx.lock().await.recv().await;
+                    let Some((involved, kind, reason, message)) = next else {
+                        return;
+                    };
+                    if let Err(e) = inner.write(involved, kind, &reason, message).await {
+                        tracing::debug!(error = %e, "writing event failed");
+                    }
+                }
+            });
         }
+        Recorder { tx }
     }
 
     /// Records an event about `obj` in the background (never blocks or fails the caller).
@@ -81,15 +109,17 @@ impl Recorder {
         reason: &str,
         message: String,
     ) {
-        let this = self.clone();
-        let reason = reason.to_string();
-        tokio::spawn(async move {
-            if let Err(e) = this.write(involved, kind, &reason, message).await {
-                tracing::debug!(error = %e, "writing event failed");
-            }
-        });
+        if self
+            .tx
+            .try_send((involved, kind, reason.to_string(), message))
+            .is_err()
+        {
+            tracing::debug!(reason, "event backlog full; dropping event");
+        }
     }
+}
 
+impl Inner {
     async fn write(
         &self,
         involved: ObjectReference,
