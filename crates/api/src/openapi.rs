@@ -83,6 +83,7 @@ builtin_kinds! {
     "events.k8s.io" "v1" "Event" => api::events::v1::Event;
     "policy" "v1" "PodDisruptionBudget" => api::policy::v1::PodDisruptionBudget;
     "policy" "v1" "Eviction" => api::policy::v1::Eviction;
+    "scheduling.k8s.io" "v1" "PriorityClass" => api::scheduling::v1::PriorityClass;
     "storage.k8s.io" "v1" "StorageClass" => api::storage::v1::StorageClass;
     "autoscaling" "v2" "HorizontalPodAutoscaler" => api::autoscaling::v2::HorizontalPodAutoscaler;
     "autoscaling" "v1" "HorizontalPodAutoscaler" => api::autoscaling::v1::HorizontalPodAutoscaler;
