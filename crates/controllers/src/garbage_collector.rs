@@ -3,8 +3,10 @@
 //! finalizer; one deleted with `orphan` has its dependents' ownerReferences removed and then
 //! loses the finalizer.
 //!
-//! It covers the kinds this process watches (Pod, ReplicaSet, Deployment, Service,
-//! EndpointSlice). An owner of a kind it does not watch is never assumed gone.
+//! Dependents and finalizers are handled for the kinds this process watches (Pod, ReplicaSet,
+//! Deployment, Service, EndpointSlice). Owners may be of any kind: one it does not watch is
+//! looked up through discovery, and dependents of such owners are checked again every
+//! `FOREIGN_RESYNC` (there is no watch to say when those owners go).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,8 @@ use skiff_client::{Change, Informer, Informers, Queue};
 use crate::{api_err, is_gone_or_conflict, Result};
 
 pub const FOREGROUND: &str = "foregroundDeletion";
+/// How often dependents whose owners are of unwatched kinds are checked again.
+const FOREIGN_RESYNC: std::time::Duration = std::time::Duration::from_secs(5);
 pub const ORPHAN: &str = "orphan";
 
 /// The kinds the collector knows, as (apiVersion, kind).
@@ -78,6 +82,9 @@ impl Kind {
     }
 }
 
+/// An unwatched kind's resource, and whether it is cluster-scoped.
+type Discovered = (ApiResource, bool);
+
 /// A work item: one object, to be checked as a dependent and as an owner.
 fn key(kind: Kind, ns: &str, name: &str) -> String {
     format!("{}/{ns}/{name}", kind.name())
@@ -101,6 +108,11 @@ struct Ctl {
     dependents: Mutex<HashMap<String, HashSet<String>>>,
     /// object key -> owner uids it names (to keep `dependents` exact).
     owners_of: Mutex<HashMap<String, Vec<String>>>,
+    /// Keys of objects with an owner of a kind this process does not watch.
+    foreign: Mutex<HashSet<String>>,
+    /// Discovery results for unwatched owner kinds, by (apiVersion, kind).
+    /// (resource, cluster-scoped), or None for a kind the server does not serve.
+    resources: Mutex<HashMap<(String, String), Option<Discovered>>>,
     queue: Queue,
 }
 
@@ -114,6 +126,8 @@ pub fn start(informers: &Arc<Informers>) {
         slices: informers.endpoint_slices().store(),
         dependents: Mutex::new(HashMap::new()),
         owners_of: Mutex::new(HashMap::new()),
+        foreign: Mutex::new(HashSet::new()),
+        resources: Mutex::new(HashMap::new()),
         queue: Queue::new(),
     });
     watch(&ctl, &informers.pods(), Kind::Pod);
@@ -130,6 +144,16 @@ pub fn start(informers: &Arc<Informers>) {
         i.services().synced().await;
         i.endpoint_slices().synced().await;
         let q = c.queue.clone();
+        let weak = Arc::downgrade(&c);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(FOREIGN_RESYNC);
+            loop {
+                tick.tick().await;
+                let Some(c) = weak.upgrade() else { return };
+                let keys: Vec<String> = c.foreign.lock().unwrap().iter().cloned().collect();
+                keys.into_iter().for_each(|k| c.queue.add(k));
+            }
+        });
         skiff_client::run_workers(q, 2, "garbage-collector", move |key| {
             let c = c.clone();
             async move { c.sync(&key).await }
@@ -200,6 +224,13 @@ impl Ctl {
                     owners_to_check.push(key(ok, ns, &r.name));
                 }
             }
+            let foreign = !deleted && refs.iter().any(|r| Kind::from_ref(r).is_none());
+            let mut f = self.foreign.lock().unwrap();
+            if foreign {
+                f.insert(k.clone());
+            } else {
+                f.remove(&k);
+            }
         }
         if deleted {
             // Its dependents may now be orphans; owners waiting on it may finish.
@@ -260,7 +291,7 @@ impl Ctl {
     /// confirmed with the API server before anything is deleted.
     async fn owner_exists(&self, r: &OwnerReference, ns: &str) -> Result<bool> {
         let Some(kind) = Kind::from_ref(r) else {
-            return Ok(true);
+            return self.foreign_owner_exists(r, ns).await;
         };
         if let Some(m) = self.cached_meta(kind, ns, &r.name) {
             if m.uid.as_deref() == Some(r.uid.as_str()) {
@@ -268,6 +299,46 @@ impl Ctl {
             }
         }
         match self.api(kind, ns).get(&r.name).await {
+            Ok(o) => Ok(o.metadata.uid.as_deref() == Some(r.uid.as_str())),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+            Err(e) => Err(api_err(format!("looking up owner {}", r.name))(e)),
+        }
+    }
+
+    /// An owner of a kind this process does not watch, looked up through discovery. Unknown
+    /// kinds count as existing: nothing is deleted on a guess.
+    async fn foreign_owner_exists(&self, r: &OwnerReference, ns: &str) -> Result<bool> {
+        let id = (r.api_version.clone(), r.kind.clone());
+        let cached = self.resources.lock().unwrap().get(&id).cloned();
+        let ar = match cached {
+            Some(ar) => ar,
+            None => {
+                let (group, version) = match r.api_version.split_once('/') {
+                    Some((g, v)) => (g, v),
+                    None => ("", r.api_version.as_str()),
+                };
+                let gvk = kube::api::GroupVersionKind::gvk(group, version, &r.kind);
+                let found = match kube::discovery::pinned_kind(&self.client, &gvk).await {
+                    Ok((ar, caps)) => Some((ar, caps.scope)),
+                    Err(kube::Error::Api(e)) if e.code == 404 => None,
+                    Err(kube::Error::Discovery(_)) => None,
+                    Err(e) => return Err(api_err(format!("discovering {}", r.kind))(e)),
+                };
+                let ar =
+                    found.map(|(ar, scope)| (ar, matches!(scope, kube::discovery::Scope::Cluster)));
+                self.resources.lock().unwrap().insert(id, ar.clone());
+                ar
+            }
+        };
+        let Some((ar, cluster)) = ar else {
+            return Ok(true);
+        };
+        let api: Api<DynamicObject> = if cluster || ns.is_empty() {
+            Api::all_with(self.client.clone(), &ar)
+        } else {
+            Api::namespaced_with(self.client.clone(), ns, &ar)
+        };
+        match api.get(&r.name).await {
             Ok(o) => Ok(o.metadata.uid.as_deref() == Some(r.uid.as_str())),
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
             Err(e) => Err(api_err(format!("looking up owner {}", r.name))(e)),

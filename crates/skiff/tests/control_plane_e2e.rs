@@ -530,6 +530,27 @@ fn unschedulable_pod_and_default_service_account() {
     assert_eq!(condition(&d, "Progressing"), Some("False"));
     assert_eq!(condition(&d, "Available"), Some("False"));
 
+    // The garbage collector also follows owners of kinds it does not watch (a ConfigMap).
+    ok(&c, &["create", "configmap", "owner"], None);
+    let uid = get_json(&c, &["get", "configmap", "owner"]).unwrap()["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let owned = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: owned\n  ownerReferences:\n  - {{apiVersion: v1, kind: ConfigMap, name: owner, uid: {uid}}}\nspec:\n  containers: [{{name: c, image: nginx}}]\n"
+    );
+    ok(&c, &["apply", "--validate=false", "-f", "-"], Some(&owned));
+    wait_for("the owned pod to run", || {
+        let p = get_json(&c, &["get", "pod", "owned"])?;
+        (p["status"]["phase"] == "Running").then_some(())
+    });
+    ok(&c, &["delete", "configmap", "owner"], None);
+    wait_for("the ConfigMap's pod to be collected", || {
+        get_json(&c, &["get", "pod", "owned"])
+            .is_none()
+            .then_some(())
+    });
+
     ok(&c, &["create", "namespace", "team-a"], None);
     wait_for("the default ServiceAccount in team-a", || {
         get_json(&c, &["get", "serviceaccount", "default", "-n", "team-a"]).map(|_| ())
