@@ -1182,7 +1182,15 @@ fn validate_selector_and_template(obj: &Value, kind: &str) -> Vec<FieldError> {
             }
         }
     }
-    errs.extend(validate_pod_template(template, "spec.template"));
+    // A StatefulSet's containers may mount its volumeClaimTemplates: its controller adds them
+    // to each pod as claims, so validate the template as the pod will be.
+    let with_claims = (kind == "StatefulSet")
+        .then(|| statefulset_template_with_claims(obj))
+        .flatten();
+    errs.extend(validate_pod_template(
+        with_claims.as_ref().or(template),
+        "spec.template",
+    ));
     if let Some(t) = template.filter(|t| t.is_object()) {
         let rp = str_of(t, "/spec/restartPolicy");
         if rp != "Always" {
@@ -1368,6 +1376,25 @@ fn validate_replication_controller(obj: &Value) -> Vec<FieldError> {
         }
     }
     errs
+}
+
+/// The StatefulSet's template with a claim volume for each volumeClaimTemplate it lacks.
+fn statefulset_template_with_claims(obj: &Value) -> Option<Value> {
+    let claims = arr(obj.pointer("/spec/volumeClaimTemplates"));
+    let mut t = obj.pointer("/spec/template")?.clone();
+    if claims.is_empty() || !t.is_object() {
+        return None;
+    }
+    let spec = t.as_object_mut()?.entry("spec").or_insert(json!({}));
+    let vols = spec.as_object_mut()?.entry("volumes").or_insert(json!([]));
+    let vols = vols.as_array_mut()?;
+    for c in claims {
+        let name = str_of(c, "/metadata/name").to_string();
+        if !vols.iter().any(|v| str_of(v, "/name") == name) {
+            vols.push(json!({"name": name, "persistentVolumeClaim": {"claimName": name}}));
+        }
+    }
+    Some(t)
 }
 
 fn validate_statefulset(obj: &Value) -> Vec<FieldError> {

@@ -52,11 +52,12 @@ pub fn for_resource(group: &str, plural: &str) -> &'static dyn Strategy {
         ("", "services") => &Services,
         ("", "namespaces") => &Namespaces,
         ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets")
-        | ("batch", "jobs" | "cronjobs")
+        | ("batch", "cronjobs")
         | ("", "replicationcontrollers")
         | ("policy", "poddisruptionbudgets")
         | ("autoscaling", "horizontalpodautoscalers") => &ClearStatusOnCreate,
         ("apiextensions.k8s.io", "customresourcedefinitions") => &CustomResourceDefinitions,
+        ("batch", "jobs") => &Jobs,
         _ => &Plain,
     }
 }
@@ -118,11 +119,27 @@ impl Strategy for ClearStatusOnCreate {
     }
 }
 
+/// Jobs: as upstream's job strategy, a create gets the `controller-uid` selector and the
+/// template labels it selects (unless `manualSelector`), so pods are found by the Job's uid.
+struct Jobs;
+impl Strategy for Jobs {
+    fn prepare_create(&self, obj: &mut Value) {
+        ClearStatusOnCreate.prepare_create(obj);
+        let uid = obj
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        skiff_api::defaults::job_selector_defaults(obj, &uid);
+    }
+}
+
 struct Pods;
 impl Strategy for Pods {
     fn prepare_create(&self, obj: &mut Value) {
         let qos = qos_class(obj);
         obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+        default_toleration_seconds(obj);
     }
 
     fn grace_period(&self, obj: &Value, requested: Option<i64>) -> Option<i64> {
@@ -140,6 +157,37 @@ impl Strategy for Pods {
                 .and_then(Value::as_i64)
                 .unwrap_or(30)
         }))
+    }
+}
+
+/// Upstream's `DefaultTolerationSeconds` admission: a new pod tolerates its node being
+/// not-ready or unreachable for 300 s (unless it says otherwise), after which the node
+/// lifecycle controller evicts it and its controller replaces it elsewhere.
+pub fn default_toleration_seconds(pod: &mut Value) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+    let Some(list) = tolerations.as_array_mut() else {
+        return;
+    };
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        let covered = list.iter().any(|t| {
+            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            let t_key = t.get("key").and_then(Value::as_str).unwrap_or("");
+            let op = t.get("operator").and_then(Value::as_str).unwrap_or("Equal");
+            (effect.is_empty() || effect == "NoExecute")
+                && (t_key == key || (t_key.is_empty() && op == "Exists"))
+        });
+        if !covered {
+            list.push(
+                json!({"key": key, "operator": "Exists", "effect": "NoExecute",
+                             "tolerationSeconds": 300}),
+            );
+        }
     }
 }
 
@@ -264,4 +312,38 @@ pub fn strategic_merge(
 
 fn is_builtin_group(g: &str) -> bool {
     g.ends_with(".k8s.io") || g == "apps" || g == "batch" || g == "policy" || g == "autoscaling"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_tolerate_unready_nodes_for_five_minutes_unless_they_say_otherwise() {
+        let mut pod = json!({"spec": {"containers": [{"name": "c"}]}});
+        default_toleration_seconds(&mut pod);
+        assert_eq!(
+            pod["spec"]["tolerations"],
+            json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+            ])
+        );
+        let mut pod = json!({"spec": {"tolerations": [
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5}]}});
+        default_toleration_seconds(&mut pod);
+        let t = pod["spec"]["tolerations"].as_array().unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            t[0]["tolerationSeconds"], 5,
+            "the pod's own toleration stays"
+        );
+        let mut pod = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
+        default_toleration_seconds(&mut pod);
+        assert_eq!(
+            pod["spec"]["tolerations"].as_array().unwrap().len(),
+            1,
+            "tolerates everything"
+        );
+    }
 }
