@@ -135,6 +135,14 @@ pub struct Informers {
         std::sync::OnceLock<Arc<Informer<k8s_openapi::api::discovery::v1::EndpointSlice>>>,
     replica_sets: std::sync::OnceLock<Arc<Informer<k8s_openapi::api::apps::v1::ReplicaSet>>>,
     deployments: std::sync::OnceLock<Arc<Informer<k8s_openapi::api::apps::v1::Deployment>>>,
+    stateful_sets: std::sync::OnceLock<Arc<Informer<k8s_openapi::api::apps::v1::StatefulSet>>>,
+    daemon_sets: std::sync::OnceLock<Arc<Informer<k8s_openapi::api::apps::v1::DaemonSet>>>,
+    controller_revisions:
+        std::sync::OnceLock<Arc<Informer<k8s_openapi::api::apps::v1::ControllerRevision>>>,
+    jobs: std::sync::OnceLock<Arc<Informer<k8s_openapi::api::batch::v1::Job>>>,
+    cron_jobs: std::sync::OnceLock<Arc<Informer<k8s_openapi::api::batch::v1::CronJob>>>,
+    persistent_volume_claims:
+        std::sync::OnceLock<Arc<Informer<k8s_openapi::api::core::v1::PersistentVolumeClaim>>>,
 }
 
 macro_rules! informer_getter {
@@ -160,6 +168,12 @@ impl Informers {
             endpoint_slices: Default::default(),
             replica_sets: Default::default(),
             deployments: Default::default(),
+            stateful_sets: Default::default(),
+            daemon_sets: Default::default(),
+            controller_revisions: Default::default(),
+            jobs: Default::default(),
+            cron_jobs: Default::default(),
+            persistent_volume_claims: Default::default(),
         })
     }
 
@@ -179,6 +193,18 @@ impl Informers {
     );
     informer_getter!(replica_sets, k8s_openapi::api::apps::v1::ReplicaSet);
     informer_getter!(deployments, k8s_openapi::api::apps::v1::Deployment);
+    informer_getter!(stateful_sets, k8s_openapi::api::apps::v1::StatefulSet);
+    informer_getter!(daemon_sets, k8s_openapi::api::apps::v1::DaemonSet);
+    informer_getter!(
+        controller_revisions,
+        k8s_openapi::api::apps::v1::ControllerRevision
+    );
+    informer_getter!(jobs, k8s_openapi::api::batch::v1::Job);
+    informer_getter!(cron_jobs, k8s_openapi::api::batch::v1::CronJob);
+    informer_getter!(
+        persistent_volume_claims,
+        k8s_openapi::api::core::v1::PersistentVolumeClaim
+    );
 
     /// Starts every informer created so far. Call after all components registered handlers.
     pub fn start(&self) {
@@ -194,7 +220,13 @@ impl Informers {
             endpoints,
             endpoint_slices,
             replica_sets,
-            deployments
+            deployments,
+            stateful_sets,
+            daemon_sets,
+            controller_revisions,
+            jobs,
+            cron_jobs,
+            persistent_volume_claims
         );
     }
 }

@@ -2,14 +2,20 @@
 //! handlers turn changes into keys on a work queue, and a level-triggered `sync(key)` compares
 //! the desired with the actual state and writes only through the API.
 
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod expectations;
 pub mod garbage_collector;
+pub mod history;
+pub mod job;
+pub mod merge;
 pub mod nodeipam;
 pub mod replicaset;
 pub mod serviceaccount;
+pub mod statefulset;
 
 use std::sync::Arc;
 
@@ -51,4 +57,8 @@ pub fn start(informers: &Arc<Informers>) {
     endpointslice::start(informers);
     serviceaccount::start(informers);
     nodeipam::start(informers);
+    job::start(informers);
+    statefulset::start(informers);
+    daemonset::start(informers);
+    cronjob::start(informers);
 }

@@ -272,6 +272,68 @@ pub fn running_status(
     }
 }
 
+/// Simulator only (nothing runs, so nothing would ever exit): a pod annotated
+/// `sim.skiff.dev/exit-after-seconds: "N"` has all its containers exit N seconds after the pod
+/// started, with exit code `sim.skiff.dev/exit-code` (default 0). The pod then ends Succeeded
+/// (code 0) or Failed. Only pods whose restartPolicy is Never or OnFailure exit (a non-zero
+/// code under OnFailure is not restarted: the pod fails, as with Never); this is what lets
+/// Jobs and CronJobs be tested on simulated nodes.
+pub const EXIT_AFTER_ANNOTATION: &str = "sim.skiff.dev/exit-after-seconds";
+pub const EXIT_CODE_ANNOTATION: &str = "sim.skiff.dev/exit-code";
+
+/// (seconds after start, exit code) when the pod is scripted to exit.
+pub fn scripted_exit(pod: &Pod) -> Option<(i64, i32)> {
+    let restart = pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref());
+    if !matches!(restart, Some("Never") | Some("OnFailure")) {
+        return None;
+    }
+    let a = pod.metadata.annotations.as_ref()?;
+    let after: i64 = a.get(EXIT_AFTER_ANNOTATION)?.trim().parse().ok()?;
+    let code: i32 = a
+        .get(EXIT_CODE_ANNOTATION)
+        .and_then(|c| c.trim().parse().ok())
+        .unwrap_or(0);
+    Some((after.max(0), code))
+}
+
+/// The status of a pod whose containers all exited with `code`.
+pub fn exited_status(
+    pod: &Pod,
+    host_ip: &str,
+    sb: &SandboxStatus,
+    code: i32,
+    now: &Time,
+) -> PodStatus {
+    let mut st = running_status(pod, host_ip, sb, false, now);
+    let ok = code == 0;
+    st.phase = Some(if ok { "Succeeded" } else { "Failed" }.into());
+    for c in st.conditions.iter_mut().flatten() {
+        if c.type_ == "Ready" || c.type_ == "ContainersReady" {
+            c.reason = Some("PodCompleted".into());
+        }
+    }
+    for (cs, run) in st
+        .container_statuses
+        .iter_mut()
+        .flatten()
+        .zip(sb.containers.iter())
+    {
+        cs.started = Some(false);
+        cs.state = Some(ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: code,
+                reason: Some(if ok { "Completed" } else { "Error" }.into()),
+                started_at: Some(run.started_at.clone()),
+                finished_at: Some(now.clone()),
+                container_id: Some(run.container_id.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    st
+}
+
 /// Whether the pod already shows what `running_status` would write.
 fn in_sync(pod: &Pod, sb: &SandboxStatus, ready: bool) -> bool {
     let Some(st) = &pod.status else { return false };
@@ -618,7 +680,7 @@ impl<R: Runtime> Agent<R> {
         self.running
             .lock()
             .unwrap()
-            .insert(key.to_string(), (node.name.clone(), uid));
+            .insert(key.to_string(), (node.name.clone(), uid.clone()));
         let now = skiff_client::now();
         let started = pod
             .status
@@ -626,6 +688,26 @@ impl<R: Runtime> Agent<R> {
             .and_then(|s| s.start_time.as_ref())
             .map(|t| t.0.as_second())
             .unwrap_or(now.0.as_second());
+        if let Some((after, code)) = scripted_exit(&pod) {
+            let exit_at = started + after;
+            if exit_at <= now.0.as_second() {
+                self.runtime.stop_pod(&node.name, &uid).await?;
+                self.running.lock().unwrap().remove(key);
+                let status = exited_status(&pod, &node.ip, &sb, code, &now);
+                let patch = serde_json::json!({"status": status});
+                return match api
+                    .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+                    Err(e) => Err(api_err(format!("pod {key} status"))(e)),
+                };
+            }
+            let wait = (exit_at - now.0.as_second()).max(1) as u64;
+            self.queue
+                .add_after(key.to_string(), Duration::from_secs(wait));
+        }
         let ready_at = started + readiness_delay(&pod);
         let ready = ready_at <= now.0.as_second();
         if !ready {
@@ -723,6 +805,34 @@ mod tests {
             vec!["10.42.3.2"],
             "fallback range 10.42.<index>.0/24"
         );
+    }
+
+    #[tokio::test]
+    async fn scripted_exit_ends_never_restarting_pods_with_their_code() {
+        let mut p = pod("a");
+        p.metadata.annotations = Some(
+            [
+                (EXIT_AFTER_ANNOTATION.to_string(), "3".to_string()),
+                (EXIT_CODE_ANNOTATION.to_string(), "2".to_string()),
+            ]
+            .into(),
+        );
+        assert_eq!(scripted_exit(&p), None, "restartPolicy Always never exits");
+        p.spec.as_mut().unwrap().restart_policy = Some("Never".into());
+        assert_eq!(scripted_exit(&p), Some((3, 2)));
+        let sb = SimRuntime::default()
+            .start_pod("sim-3", None, &p)
+            .await
+            .unwrap();
+        let st = exited_status(&p, "10.44.0.4", &sb, 2, &skiff_client::now());
+        assert_eq!(st.phase.as_deref(), Some("Failed"));
+        let term = st.container_statuses.unwrap()[0]
+            .state
+            .clone()
+            .unwrap()
+            .terminated
+            .unwrap();
+        assert_eq!((term.exit_code, term.reason.as_deref()), (2, Some("Error")));
     }
 
     #[tokio::test]
