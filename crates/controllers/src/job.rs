@@ -493,7 +493,9 @@ impl Ctl {
         let api: Api<Job> =
             Api::namespaced(self.client.clone(), &job.namespace().unwrap_or_default());
         let dp = DeleteParams {
-            propagation_policy: Some(PropagationPolicy::Foreground),
+            // Upstream's TTL controller deletes in the foreground; skiff's garbage collector
+            // does not handle foreground deletion of Jobs yet, so their pods go afterwards.
+            propagation_policy: Some(PropagationPolicy::Background),
             preconditions: Some(kube::api::Preconditions {
                 uid: job.uid(),
                 resource_version: None,

@@ -403,6 +403,23 @@ fn daemonset_runs_one_pod_per_node_follows_new_nodes_and_skips_tainted_ones() {
     wait_for("a pod on sim-2", 30, || {
         (pods_by_node(&c).get("sim-2") == Some(&1)).then_some(())
     });
+
+    // A rolling update replaces every pod, one node at a time (maxUnavailable 1).
+    c.ok(&["set", "image", "ds/agent", "main=busybox:1.37"], None);
+    c.ok(&["rollout", "status", "ds/agent", "--timeout=60s"], None);
+    let pods = c.pods("app=agent");
+    let live: Vec<_> = pods
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .collect();
+    assert_eq!(live.len(), 4);
+    assert!(live
+        .iter()
+        .all(|p| p["spec"]["containers"][0]["image"] == "busybox:1.37"));
+    let ds = c.get_json(&["get", "ds", "agent"]).unwrap();
+    assert_eq!(ds["status"]["updatedNumberScheduled"], 4);
+    let history = c.ok(&["rollout", "history", "ds/agent"], None);
+    assert!(history.contains('1') && history.contains('2'), "{history}");
 }
 
 fn job(name: &str, completions: u32, parallelism: u32, backoff: u32, code: u32) -> String {
@@ -432,6 +449,36 @@ fn jobs_complete_within_parallelism_and_fail_at_the_backoff_limit() {
     let events = c.watch_pods("app=pi");
     c.ok(&["apply", "-f", "-"], Some(&job("pi", 5, 2, 6, 0)));
     c.ok(&["apply", "-f", "-"], Some(&job("broken", 1, 1, 1, 3)));
+    // Pods that never exit, and a Job deleted a second after it finishes.
+    c.ok(
+        &["apply", "-f", "-"],
+        Some(
+            r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: slow}
+spec:
+  activeDeadlineSeconds: 2
+  template:
+    metadata: {labels: {app: slow}}
+    spec:
+      restartPolicy: Never
+      containers: [{name: main, image: busybox, command: [sleep, "3600"]}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: brief}
+spec:
+  ttlSecondsAfterFinished: 1
+  template:
+    metadata:
+      annotations: {sim.skiff.dev/exit-after-seconds: "1"}
+    spec:
+      restartPolicy: Never
+      containers: [{name: main, image: busybox, command: ["true"]}]
+"#,
+        ),
+    );
 
     c.ok(
         &[
@@ -495,6 +542,25 @@ fn jobs_complete_within_parallelism_and_fail_at_the_backoff_limit() {
         None,
     );
     assert!(events.contains("BackoffLimitExceeded"), "{events}");
+
+    let slow = wait_for("job/slow Failed", 30, || {
+        let j = c.get_json(&["get", "job", "slow"])?;
+        (condition(&j, "Failed") == Some("True")).then_some(j)
+    });
+    let cond = slow["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Failed")
+        .unwrap();
+    assert_eq!(cond["reason"], "DeadlineExceeded");
+    wait_for("the deadline's pod deleted", 30, || {
+        c.pods("app=slow").is_empty().then_some(())
+    });
+    wait_for("job/brief deleted after its TTL", 30, || {
+        let (found, _, err) = c.kubectl(&["get", "job", "brief"], None);
+        (!found && err.contains("NotFound")).then_some(())
+    });
 }
 
 const CRONJOB: &str = r#"
