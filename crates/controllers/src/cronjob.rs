@@ -233,6 +233,54 @@ pub fn most_recent(
     (last, n)
 }
 
+/// What a sync does about the schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// No time is due since the last one (or within startingDeadlineSeconds).
+    Wait,
+    /// A time is due but concurrencyPolicy Forbid and a Job still runs; it is retried on the
+    /// next sync while it stays within the deadline.
+    Blocked,
+    /// Start the Job for `due`, deleting the running ones first when `replace`.
+    Start {
+        due: Timestamp,
+        replace: bool,
+        missed: usize,
+    },
+}
+
+/// Upstream's syncCronJob decision, pure so that tests choose the clock: the latest time due
+/// after `last` (the last scheduled time, or the creation time), not older than
+/// `starting_deadline` seconds, and the concurrency policy against `active` Jobs.
+pub fn decide(
+    s: &Schedule,
+    tz: &TimeZone,
+    last: Timestamp,
+    starting_deadline: Option<i64>,
+    policy: &str,
+    active: usize,
+    now: Timestamp,
+) -> Decision {
+    let mut earliest = last;
+    if let Some(d) = starting_deadline {
+        let floor = now
+            .checked_sub(jiff::SignedDuration::from_secs(d))
+            .unwrap_or(now);
+        earliest = earliest.max(floor);
+    }
+    let (Some(due), missed) = most_recent(s, tz, earliest, now) else {
+        return Decision::Wait;
+    };
+    match policy {
+        "Forbid" if active > 0 => Decision::Blocked,
+        _ => Decision::Start {
+            due,
+            replace: policy == "Replace" && active > 0,
+            missed,
+        },
+    }
+}
+
 /// Upstream's job name: `<cronjob>-<scheduled unix time in minutes>`.
 pub fn job_name(cronjob: &str, scheduled: Timestamp) -> String {
     format!("{cronjob}-{}", scheduled.as_second() / 60)
@@ -470,45 +518,42 @@ impl Ctl {
             .as_ref()
             .map(|t| t.0)
             .unwrap_or(now);
-        let mut earliest = st
-            .last_schedule_time
-            .as_ref()
-            .map(|t| t.0)
-            .unwrap_or(created);
-        if let Some(d) = spec.starting_deadline_seconds {
-            let floor = now
-                .checked_sub(jiff::SignedDuration::from_secs(d))
-                .unwrap_or(now);
-            earliest = earliest.max(floor);
-        }
-        let requeue = |q: &Queue| {
-            if let Some(next) = sched.next(now, &tz) {
-                let wait = (next.as_millisecond() - now.as_millisecond()).max(0) as u64 + 100;
-                q.add_after(key.clone(), Duration::from_millis(wait));
-            }
-        };
-        let (due, missed) = most_recent(&sched, &tz, earliest, now);
-        let Some(due) = due else {
-            requeue(&self.queue);
-            return Ok(());
-        };
-        if missed > MAX_MISSED {
-            self.recorder.publish(
-                cj,
-                EventType::Warning,
-                "TooManyMissedTimes",
-                "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew".into(),
-            );
-        }
+        let last = st.last_schedule_time.as_ref().map(|t| t.0);
         let policy = spec.concurrency_policy.as_deref().unwrap_or("Allow");
         let active = st.active.clone().unwrap_or_default();
-        if policy == "Forbid" && !active.is_empty() {
-            // Upstream retries the same time until the deadline passes.
-            requeue(&self.queue);
-            self.queue.add_after(key.clone(), Duration::from_secs(5));
-            return Ok(());
+        let decision = decide(
+            &sched,
+            &tz,
+            last.unwrap_or(created),
+            spec.starting_deadline_seconds,
+            policy,
+            active.len(),
+            now,
+        );
+        if let Some(next) = sched.next(now, &tz) {
+            let wait = (next.as_millisecond() - now.as_millisecond()).max(0) as u64 + 100;
+            self.queue
+                .add_after(key.clone(), Duration::from_millis(wait));
         }
-        if policy == "Replace" {
+        let (due, replace) = match decision {
+            Decision::Wait | Decision::Blocked => return Ok(()),
+            Decision::Start {
+                due,
+                replace,
+                missed,
+            } => {
+                if missed > MAX_MISSED {
+                    self.recorder.publish(
+                        cj,
+                        EventType::Warning,
+                        "TooManyMissedTimes",
+                        "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew".into(),
+                    );
+                }
+                (due, replace)
+            }
+        };
+        if replace {
             for r in &active {
                 let jname = r.name.clone().unwrap_or_default();
                 if let Some(j) = self
@@ -570,7 +615,6 @@ impl Ctl {
             }
         }
         st.last_schedule_time = Some(due_time);
-        requeue(&self.queue);
         Ok(())
     }
 
@@ -743,6 +787,57 @@ mod tests {
             ts("2026-01-01T10:35:30Z"),
         );
         assert_eq!(last.unwrap().to_string(), "2026-01-01T10:00:00Z");
+    }
+
+    #[test]
+    fn concurrency_policy_and_starting_deadline_decide_with_a_chosen_clock() {
+        let s = Schedule::parse("*/5 * * * *").unwrap();
+        let utc = TimeZone::UTC;
+        let last = ts("2026-01-01T10:00:00Z");
+        let at = |now: &str, policy: &str, active: usize, deadline: Option<i64>| {
+            decide(&s, &utc, last, deadline, policy, active, ts(now))
+        };
+        assert_eq!(at("2026-01-01T10:04:59Z", "Allow", 0, None), Decision::Wait);
+        let start = |due: &str, replace: bool| Decision::Start {
+            due: ts(due),
+            replace,
+            missed: 1,
+        };
+        assert_eq!(
+            at("2026-01-01T10:05:01Z", "Allow", 1, None),
+            start("2026-01-01T10:05:00Z", false),
+            "Allow runs beside the active Job"
+        );
+        assert_eq!(
+            at("2026-01-01T10:05:01Z", "Forbid", 1, None),
+            Decision::Blocked
+        );
+        assert_eq!(
+            at("2026-01-01T10:05:01Z", "Forbid", 0, None),
+            start("2026-01-01T10:05:00Z", false)
+        );
+        assert_eq!(
+            at("2026-01-01T10:05:01Z", "Replace", 2, None),
+            start("2026-01-01T10:05:00Z", true)
+        );
+        // 10:05 is 70 s old: too late with a 60 s starting deadline.
+        assert_eq!(
+            at("2026-01-01T10:06:10Z", "Allow", 0, Some(60)),
+            Decision::Wait
+        );
+        assert_eq!(
+            at("2026-01-01T10:06:10Z", "Allow", 0, Some(100)),
+            start("2026-01-01T10:05:00Z", false)
+        );
+        // Two times missed: only the latest runs.
+        assert_eq!(
+            at("2026-01-01T10:11:00Z", "Allow", 0, None),
+            Decision::Start {
+                due: ts("2026-01-01T10:10:00Z"),
+                replace: false,
+                missed: 2
+            }
+        );
     }
 
     #[test]
