@@ -331,6 +331,16 @@ fn statefulset_creates_in_order_scales_down_from_the_top_keeps_claims_and_rolls(
         sts["status"]["currentRevision"],
         sts["status"]["updateRevision"]
     );
+
+    // Undo goes back to the first revision's template (kubectl patches it from the
+    // ControllerRevision).
+    let history = c.ok(&["rollout", "history", "sts/web"], None);
+    assert!(history.contains('1') && history.contains('2'), "{history}");
+    c.ok(&["rollout", "undo", "sts/web"], None);
+    c.ok(&["rollout", "status", "sts/web", "--timeout=60s"], None);
+    for p in c.pods("app=web") {
+        assert_eq!(p["spec"]["containers"][0]["image"], "nginx:1.27");
+    }
 }
 
 const DAEMONSET: &str = r#"
