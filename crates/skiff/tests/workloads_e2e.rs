@@ -477,6 +477,21 @@ spec:
 ---
 apiVersion: batch/v1
 kind: Job
+metadata: {name: indexed}
+spec:
+  completionMode: Indexed
+  completions: 3
+  parallelism: 3
+  template:
+    metadata:
+      labels: {app: indexed}
+      annotations: {sim.skiff.dev/exit-after-seconds: "1"}
+    spec:
+      restartPolicy: Never
+      containers: [{name: main, image: busybox, command: ["true"]}]
+---
+apiVersion: batch/v1
+kind: Job
 metadata: {name: brief}
 spec:
   ttlSecondsAfterFinished: 1
@@ -567,6 +582,29 @@ spec:
     wait_for("the deadline's pod deleted", 30, || {
         c.pods("app=slow").is_empty().then_some(())
     });
+    c.ok(
+        &[
+            "wait",
+            "--for=condition=Complete",
+            "job/indexed",
+            "--timeout=30s",
+        ],
+        None,
+    );
+    let j = c.get_json(&["get", "job", "indexed"]).unwrap();
+    assert_eq!(j["status"]["completedIndexes"], "0-2");
+    let mut indexes: Vec<String> = c
+        .pods("app=indexed")
+        .iter()
+        .map(|p| {
+            p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    indexes.sort();
+    assert_eq!(indexes, ["0", "1", "2"]);
     wait_for("job/brief deleted after its TTL", 30, || {
         let (found, _, err) = c.kubectl(&["get", "job", "brief"], None);
         (!found && err.contains("NotFound")).then_some(())
