@@ -341,6 +341,14 @@ fn statefulset_creates_in_order_scales_down_from_the_top_keeps_claims_and_rolls(
     for p in c.pods("app=web") {
         assert_eq!(p["spec"]["containers"][0]["image"], "nginx:1.27");
     }
+
+    // Deleting the set takes its pods (garbage collector) and leaves the claims.
+    c.ok(&["delete", "sts", "web"], None);
+    wait_for("the set's pods deleted", 30, || {
+        c.pods("app=web").is_empty().then_some(())
+    });
+    let claims = c.get_json(&["get", "pvc"]).unwrap();
+    assert_eq!(items(&claims).len(), 3);
 }
 
 const DAEMONSET: &str = r#"
