@@ -304,20 +304,47 @@ impl Ctl {
             })
             .unwrap_or_else(|| spec.template.clone());
 
-        // Owned pods that match the selector, by ordinal.
-        let pods: Vec<Arc<Pod>> = self
-            .pods
-            .state()
-            .into_iter()
-            .filter(|p| in_ns(&p.metadata) && owned_by(&p.metadata))
-            .filter(|p| {
-                skiff_client::selector_matches(
+        // Owned pods that match the selector, by ordinal; matching orphans (left by
+        // `delete --cascade=orphan`) are adopted, as upstream's ClaimPods.
+        let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let mut pods: Vec<Arc<Pod>> = Vec::new();
+        for p in self.pods.state() {
+            if !in_ns(&p.metadata)
+                || ordinal(name, &p.name_any()).is_none()
+                || !skiff_client::selector_matches(
                     &spec.selector,
                     &p.metadata.labels.clone().unwrap_or_default(),
                 )
-            })
-            .filter(|p| ordinal(name, &p.name_any()).is_some())
-            .collect();
+            {
+                continue;
+            }
+            if owned_by(&p.metadata) {
+                pods.push(p);
+            } else if skiff_client::controller_of(&p.metadata).is_none()
+                && p.metadata.deletion_timestamp.is_none()
+            {
+                let mut refs = p.metadata.owner_references.clone().unwrap_or_default();
+                refs.push(skiff_client::controller_ref(
+                    "apps/v1",
+                    "StatefulSet",
+                    &set.metadata,
+                ));
+                let patch =
+                    serde_json::json!({"metadata": {"ownerReferences": refs, "uid": p.uid()}});
+                match pods_api
+                    .patch(
+                        &p.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await
+                {
+                    Ok(adopted) => pods.push(Arc::new(adopted)),
+                    Err(e) if is_gone_or_conflict(&e) => {}
+                    Err(e) => return Err(api_err(format!("adopting pod {}", p.name_any()))(e)),
+                }
+            }
+        }
         let min_ready = spec.min_ready_seconds.unwrap_or(0);
         let now = skiff_client::now();
         let rev_of = |p: &Pod| p.labels().get(REVISION_HASH).cloned().unwrap_or_default();
@@ -347,7 +374,6 @@ impl Ctl {
             .unwrap_or(0);
         let steps = plan(replicas, &views, ordered, rolling, partition);
 
-        let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         for step in steps {
             match step {
                 Step::Create(ord) => {
