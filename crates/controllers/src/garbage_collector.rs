@@ -4,14 +4,18 @@
 //! loses the finalizer.
 //!
 //! Dependents and finalizers are handled for the kinds this process watches (Pod, ReplicaSet,
-//! Deployment, Service, EndpointSlice). Owners may be of any kind: one it does not watch is
+//! Deployment, StatefulSet, DaemonSet, ControllerRevision, Job, CronJob, Service,
+//! EndpointSlice). Owners may be of any kind: one it does not watch is
 //! looked up through discovery, and dependents of such owners are checked again every
 //! `FOREIGN_RESYNC` (there is no watch to say when those owners go).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -35,15 +39,25 @@ enum Kind {
     Deployment,
     Service,
     EndpointSlice,
+    StatefulSet,
+    DaemonSet,
+    ControllerRevision,
+    Job,
+    CronJob,
 }
 
 impl Kind {
-    const ALL: [Kind; 5] = [
+    const ALL: [Kind; 10] = [
         Kind::Pod,
         Kind::ReplicaSet,
         Kind::Deployment,
         Kind::Service,
         Kind::EndpointSlice,
+        Kind::StatefulSet,
+        Kind::DaemonSet,
+        Kind::ControllerRevision,
+        Kind::Job,
+        Kind::CronJob,
     ];
 
     fn name(self) -> &'static str {
@@ -53,6 +67,11 @@ impl Kind {
             Kind::Deployment => "Deployment",
             Kind::Service => "Service",
             Kind::EndpointSlice => "EndpointSlice",
+            Kind::StatefulSet => "StatefulSet",
+            Kind::DaemonSet => "DaemonSet",
+            Kind::ControllerRevision => "ControllerRevision",
+            Kind::Job => "Job",
+            Kind::CronJob => "CronJob",
         }
     }
 
@@ -66,7 +85,12 @@ impl Kind {
     fn group(self) -> &'static str {
         match self {
             Kind::Pod | Kind::Service => "",
-            Kind::ReplicaSet | Kind::Deployment => "apps",
+            Kind::ReplicaSet
+            | Kind::Deployment
+            | Kind::StatefulSet
+            | Kind::DaemonSet
+            | Kind::ControllerRevision => "apps",
+            Kind::Job | Kind::CronJob => "batch",
             Kind::EndpointSlice => "discovery.k8s.io",
         }
     }
@@ -78,6 +102,11 @@ impl Kind {
             Kind::Deployment => ApiResource::erase::<Deployment>(&()),
             Kind::Service => ApiResource::erase::<Service>(&()),
             Kind::EndpointSlice => ApiResource::erase::<EndpointSlice>(&()),
+            Kind::StatefulSet => ApiResource::erase::<StatefulSet>(&()),
+            Kind::DaemonSet => ApiResource::erase::<DaemonSet>(&()),
+            Kind::ControllerRevision => ApiResource::erase::<ControllerRevision>(&()),
+            Kind::Job => ApiResource::erase::<Job>(&()),
+            Kind::CronJob => ApiResource::erase::<CronJob>(&()),
         }
     }
 }
@@ -104,6 +133,11 @@ struct Ctl {
     deployments: Store<Deployment>,
     services: Store<Service>,
     slices: Store<EndpointSlice>,
+    stateful_sets: Store<StatefulSet>,
+    daemon_sets: Store<DaemonSet>,
+    revisions: Store<ControllerRevision>,
+    jobs: Store<Job>,
+    cron_jobs: Store<CronJob>,
     /// owner uid -> keys of objects that name it as an owner.
     dependents: Mutex<HashMap<String, HashSet<String>>>,
     /// object key -> owner uids it names (to keep `dependents` exact).
@@ -124,6 +158,11 @@ pub fn start(informers: &Arc<Informers>) {
         deployments: informers.deployments().store(),
         services: informers.services().store(),
         slices: informers.endpoint_slices().store(),
+        stateful_sets: informers.stateful_sets().store(),
+        daemon_sets: informers.daemon_sets().store(),
+        revisions: informers.controller_revisions().store(),
+        jobs: informers.jobs().store(),
+        cron_jobs: informers.cron_jobs().store(),
         dependents: Mutex::new(HashMap::new()),
         owners_of: Mutex::new(HashMap::new()),
         foreign: Mutex::new(HashSet::new()),
@@ -135,6 +174,15 @@ pub fn start(informers: &Arc<Informers>) {
     watch(&ctl, &informers.deployments(), Kind::Deployment);
     watch(&ctl, &informers.services(), Kind::Service);
     watch(&ctl, &informers.endpoint_slices(), Kind::EndpointSlice);
+    watch(&ctl, &informers.stateful_sets(), Kind::StatefulSet);
+    watch(&ctl, &informers.daemon_sets(), Kind::DaemonSet);
+    watch(
+        &ctl,
+        &informers.controller_revisions(),
+        Kind::ControllerRevision,
+    );
+    watch(&ctl, &informers.jobs(), Kind::Job);
+    watch(&ctl, &informers.cron_jobs(), Kind::CronJob);
     let i = informers.clone();
     let c = ctl.clone();
     tokio::spawn(async move {
@@ -143,6 +191,11 @@ pub fn start(informers: &Arc<Informers>) {
         i.deployments().synced().await;
         i.services().synced().await;
         i.endpoint_slices().synced().await;
+        i.stateful_sets().synced().await;
+        i.daemon_sets().synced().await;
+        i.controller_revisions().synced().await;
+        i.jobs().synced().await;
+        i.cron_jobs().synced().await;
         let q = c.queue.clone();
         let weak = Arc::downgrade(&c);
         tokio::spawn(async move {
@@ -275,6 +328,11 @@ impl Ctl {
             Kind::Deployment => get(&self.deployments, ns, name),
             Kind::Service => get(&self.services, ns, name),
             Kind::EndpointSlice => get(&self.slices, ns, name),
+            Kind::StatefulSet => get(&self.stateful_sets, ns, name),
+            Kind::DaemonSet => get(&self.daemon_sets, ns, name),
+            Kind::ControllerRevision => get(&self.revisions, ns, name),
+            Kind::Job => get(&self.jobs, ns, name),
+            Kind::CronJob => get(&self.cron_jobs, ns, name),
         }
     }
 

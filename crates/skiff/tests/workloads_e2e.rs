@@ -692,3 +692,56 @@ fn cronjob_creates_jobs_on_schedule() {
     assert!(events.contains("SuccessfulCreate"), "{events}");
     assert!(events.contains("SawCompletedJob"), "{events}");
 }
+
+/// The garbage collector handles the workload kinds' orphan and foreground deletions.
+#[test]
+fn workload_kinds_are_orphaned_and_deleted_in_the_foreground() {
+    let c = Cluster::start();
+    let sts = STATEFULSET.replace("replicas: 3", "replicas: 1");
+    c.ok(&["apply", "--validate=false", "-f", "-"], Some(&sts));
+    wait_for("web-0 Running", 60, || {
+        let pods = c.pods("app=web");
+        (pods.len() == 1 && phase(&pods[0]) == "Running").then_some(())
+    });
+    // --cascade=orphan returns once the set is gone; its pod stays, owned by nobody.
+    let (ok, out, err) = c.kubectl(
+        &["delete", "sts", "web", "--cascade=orphan", "--timeout=30s"],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    let pods = c.pods("app=web");
+    assert_eq!(pods.len(), 1);
+    assert!(
+        pods[0]["metadata"]["ownerReferences"]
+            .as_array()
+            .is_none_or(|r| r.is_empty()),
+        "{}",
+        pods[0]["metadata"]
+    );
+    // A Job deleted in the foreground takes its pods first.
+    c.ok(
+        &["apply", "--validate=false", "-f", "-"],
+        Some(
+            &job("fg", 1, 1, 0, 0)
+                .replace("exit-after-seconds: \"1\"", "exit-after-seconds: \"300\""),
+        ),
+    );
+    wait_for("the job's pod", 60, || {
+        let pods = c.pods("app=fg");
+        (!pods.is_empty()).then_some(())
+    });
+    let (ok, out, err) = c.kubectl(
+        &[
+            "delete",
+            "job",
+            "fg",
+            "--cascade=foreground",
+            "--timeout=30s",
+        ],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    wait_for("the job's pods gone", 30, || {
+        c.pods("app=fg").is_empty().then_some(())
+    });
+}
