@@ -598,7 +598,9 @@ mod tests {
         );
         assert_eq!(Kind::from_ref(&r("v1", "Service")), Some(Kind::Service));
         assert_eq!(Kind::from_ref(&r("example.com/v1", "ReplicaSet")), None);
-        assert_eq!(Kind::from_ref(&r("batch/v1", "Job")), None);
+        assert_eq!(Kind::from_ref(&r("batch/v1", "Job")), Some(Kind::Job));
+        assert_eq!(Kind::from_ref(&r("apps/v1", "Job")), None);
+        assert_eq!(Kind::from_ref(&r("batch/v1", "Widget")), None);
         assert_eq!(
             parse_key(&key(Kind::Pod, "default", "web-1")),
             Some((Kind::Pod, "default", "web-1"))
