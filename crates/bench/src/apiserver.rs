@@ -83,7 +83,13 @@ impl Drop for Server {
 async fn start_server(args: &Args, data_dir: &Path) -> Result<(Server, Client)> {
     let started = Instant::now();
     let mut child = Command::new(&args.skiff)
-        .args(["server", "--secure-port", "0", "--bind-address", "127.0.0.1"])
+        .args([
+            "server",
+            "--secure-port",
+            "0",
+            "--bind-address",
+            "127.0.0.1",
+        ])
         .arg("--data-dir")
         .arg(data_dir)
         .args(&args.server_args)
@@ -244,7 +250,10 @@ async fn raw_store_rate(dir: &Path, count: usize, clients: usize) -> Result<f64>
                     return Ok::<_, anyhow::Error>(());
                 }
                 store
-                    .create(&format!("/registry/core/pods/bench/pod-{i:05}"), value.clone().into())
+                    .create(
+                        &format!("/registry/core/pods/bench/pod-{i:05}"),
+                        value.clone().into(),
+                    )
                     .await?;
             }
         }));
