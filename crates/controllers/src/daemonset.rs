@@ -15,13 +15,14 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
-use skiff_client::{Change, EventType, Informers, Queue, Recorder};
+use skiff_client::{Change, Informers, Queue, Recorder};
 
 use crate::expectations::Expectations;
 use crate::history::{self, REVISION_HASH};
+use crate::pod_control::PodControl;
 use crate::{api_err, is_gone_or_conflict, Result};
 
 pub const TEMPLATE_GENERATION: &str = "pod-template-generation";
@@ -514,61 +515,19 @@ impl Ctl {
         hash: &str,
         nodes: Vec<String>,
     ) {
-        let pods: Vec<Pod> = nodes.iter().map(|n| self.pod_for(ds, hash, n)).collect();
-        self.expectations
-            .expect_adds(key, pods.iter().map(|p| p.name_any()));
-        for pod in pods {
-            let name = pod.name_any();
-            match api.create(&PostParams::default(), &pod).await {
-                Ok(_) => self.recorder.publish(
-                    ds,
-                    EventType::Normal,
-                    "SuccessfulCreate",
-                    format!("Created pod: {name}"),
-                ),
-                Err(e) => {
-                    self.expectations.lower_add(key, &name);
-                    let msg = match &e {
-                        kube::Error::Api(s) => s.message.clone(),
-                        other => other.to_string(),
-                    };
-                    self.recorder.publish(
-                        ds,
-                        EventType::Warning,
-                        "FailedCreate",
-                        format!("Error creating: {msg}"),
-                    );
-                    self.queue
-                        .add_after(key.to_string(), Duration::from_secs(1));
-                }
-            }
-        }
+        let pods = nodes.iter().map(|n| self.pod_for(ds, hash, n)).collect();
+        self.pod_control().create(api, ds, key, pods).await;
     }
 
     async fn delete_pods(&self, api: &Api<Pod>, ds: &DaemonSet, key: &str, pods: Vec<Arc<Pod>>) {
-        self.expectations
-            .expect_dels(key, pods.iter().map(|p| p.name_any()));
-        for p in pods {
-            let name = p.name_any();
-            match api.delete(&name, &DeleteParams::default()).await {
-                Ok(_) => self.recorder.publish(
-                    ds,
-                    EventType::Normal,
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {name}"),
-                ),
-                Err(e) => {
-                    self.expectations.lower_del(key, &name);
-                    if !is_gone_or_conflict(&e) {
-                        self.recorder.publish(
-                            ds,
-                            EventType::Warning,
-                            "FailedDelete",
-                            format!("Error deleting: {e}"),
-                        );
-                    }
-                }
-            }
+        self.pod_control().delete(api, ds, key, pods).await;
+    }
+
+    fn pod_control(&self) -> PodControl<'_> {
+        PodControl {
+            expectations: &self.expectations,
+            recorder: &self.recorder,
+            queue: &self.queue,
         }
     }
 }

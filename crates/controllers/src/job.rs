@@ -14,12 +14,13 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{DeleteParams, Patch, PatchParams, PropagationPolicy};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 use skiff_client::{Change, EventType, Informers, Queue, Recorder};
 
 use crate::expectations::Expectations;
+use crate::pod_control::PodControl;
 use crate::{api_err, is_gone_or_conflict, Result};
 
 pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
@@ -532,66 +533,22 @@ impl Ctl {
 
     async fn create_pods(&self, api: &Api<Pod>, job: &Job, key: &str, indexes: Vec<Option<i32>>) {
         let jname = job.name_any();
-        let planned: Vec<(String, Option<i32>)> = indexes
+        let pods = indexes
             .into_iter()
-            .map(|i| (pod_name(&jname, i), i))
+            .map(|i| pod_for(job, &pod_name(&jname, i), i))
             .collect();
-        self.expectations
-            .expect_adds(key, planned.iter().map(|(n, _)| n.clone()));
-        for (name, index) in planned {
-            match api
-                .create(&PostParams::default(), &pod_for(job, &name, index))
-                .await
-            {
-                Ok(_) => self.recorder.publish(
-                    job,
-                    EventType::Normal,
-                    "SuccessfulCreate",
-                    format!("Created pod: {name}"),
-                ),
-                Err(e) => {
-                    self.expectations.lower_add(key, &name);
-                    let msg = match &e {
-                        kube::Error::Api(s) => s.message.clone(),
-                        other => other.to_string(),
-                    };
-                    self.recorder.publish(
-                        job,
-                        EventType::Warning,
-                        "FailedCreate",
-                        format!("Error creating: {msg}"),
-                    );
-                    self.queue
-                        .add_after(key.to_string(), Duration::from_secs(1));
-                }
-            }
-        }
+        self.pod_control().create(api, job, key, pods).await;
     }
 
     async fn delete_pods(&self, api: &Api<Pod>, job: &Job, key: &str, pods: Vec<Arc<Pod>>) {
-        self.expectations
-            .expect_dels(key, pods.iter().map(|p| p.name_any()));
-        for p in pods {
-            let name = p.name_any();
-            match api.delete(&name, &DeleteParams::default()).await {
-                Ok(_) => self.recorder.publish(
-                    job,
-                    EventType::Normal,
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {name}"),
-                ),
-                Err(e) => {
-                    self.expectations.lower_del(key, &name);
-                    if !is_gone_or_conflict(&e) {
-                        self.recorder.publish(
-                            job,
-                            EventType::Warning,
-                            "FailedDelete",
-                            format!("Error deleting: {e}"),
-                        );
-                    }
-                }
-            }
+        self.pod_control().delete(api, job, key, pods).await;
+    }
+
+    fn pod_control(&self) -> PodControl<'_> {
+        PodControl {
+            expectations: &self.expectations,
+            recorder: &self.recorder,
+            queue: &self.queue,
         }
     }
 }

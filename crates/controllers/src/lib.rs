@@ -13,6 +13,7 @@ pub mod history;
 pub mod job;
 pub mod merge;
 pub mod nodeipam;
+mod pod_control;
 pub mod replicaset;
 pub mod serviceaccount;
 pub mod statefulset;

@@ -5,16 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
-use skiff_client::{Change, EventType, Informers, Queue, Recorder};
+use skiff_client::{Change, Informers, Queue, Recorder};
 
 use crate::expectations::Expectations;
+use crate::pod_control::PodControl;
 use crate::{api_err, is_gone_or_conflict, Result};
 
 /// At most this many pods are created or deleted per sync (upstream's burstReplicas).
@@ -351,65 +351,22 @@ impl Ctl {
     }
 
     async fn create_pods(&self, api: &Api<Pod>, rs: &ReplicaSet, key: &str, n: usize) {
-        let names: Vec<String> = (0..n).map(|_| pod_name(&rs.name_any())).collect();
-        self.expectations.expect_adds(key, names.iter().cloned());
-        futures::stream::iter(names)
-            .for_each_concurrent(16, |name| async move {
-                let pod = pod_from_template(rs, &name);
-                match api.create(&PostParams::default(), &pod).await {
-                    Ok(_) => self.recorder.publish(
-                        rs,
-                        EventType::Normal,
-                        "SuccessfulCreate",
-                        format!("Created pod: {name}"),
-                    ),
-                    Err(e) => {
-                        self.expectations.lower_add(key, &name);
-                        let msg = match &e {
-                            kube::Error::Api(s) => s.message.clone(),
-                            other => other.to_string(),
-                        };
-                        self.recorder.publish(
-                            rs,
-                            EventType::Warning,
-                            "FailedCreate",
-                            format!("Error creating: {msg}"),
-                        );
-                        self.queue
-                            .add_after(key.to_string(), Duration::from_secs(1));
-                    }
-                }
-            })
-            .await;
+        let pods = (0..n)
+            .map(|_| pod_from_template(rs, &pod_name(&rs.name_any())))
+            .collect();
+        self.pod_control().create(api, rs, key, pods).await;
     }
 
     async fn delete_pods(&self, api: &Api<Pod>, rs: &ReplicaSet, key: &str, pods: Vec<Arc<Pod>>) {
-        self.expectations
-            .expect_dels(key, pods.iter().map(|p| p.name_any()));
-        futures::stream::iter(pods)
-            .for_each_concurrent(16, |p| async move {
-                let name = p.name_any();
-                match api.delete(&name, &DeleteParams::default()).await {
-                    Ok(_) => self.recorder.publish(
-                        rs,
-                        EventType::Normal,
-                        "SuccessfulDelete",
-                        format!("Deleted pod: {name}"),
-                    ),
-                    Err(e) => {
-                        self.expectations.lower_del(key, &name);
-                        if !is_gone_or_conflict(&e) {
-                            self.recorder.publish(
-                                rs,
-                                EventType::Warning,
-                                "FailedDelete",
-                                format!("Error deleting: {e}"),
-                            );
-                        }
-                    }
-                }
-            })
-            .await;
+        self.pod_control().delete(api, rs, key, pods).await;
+    }
+
+    fn pod_control(&self) -> PodControl<'_> {
+        PodControl {
+            expectations: &self.expectations,
+            recorder: &self.recorder,
+            queue: &self.queue,
+        }
     }
 }
 
