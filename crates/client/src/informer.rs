@@ -143,6 +143,7 @@ pub struct Informers {
     cron_jobs: std::sync::OnceLock<Arc<Informer<k8s_openapi::api::batch::v1::CronJob>>>,
     persistent_volume_claims:
         std::sync::OnceLock<Arc<Informer<k8s_openapi::api::core::v1::PersistentVolumeClaim>>>,
+    leases: std::sync::OnceLock<Arc<Informer<k8s_openapi::api::coordination::v1::Lease>>>,
 }
 
 macro_rules! informer_getter {
@@ -174,6 +175,7 @@ impl Informers {
             jobs: Default::default(),
             cron_jobs: Default::default(),
             persistent_volume_claims: Default::default(),
+            leases: Default::default(),
         })
     }
 
@@ -205,6 +207,7 @@ impl Informers {
         persistent_volume_claims,
         k8s_openapi::api::core::v1::PersistentVolumeClaim
     );
+    informer_getter!(leases, k8s_openapi::api::coordination::v1::Lease);
 
     /// Starts every informer created so far. Call after all components registered handlers.
     pub fn start(&self) {
@@ -226,7 +229,8 @@ impl Informers {
             controller_revisions,
             jobs,
             cron_jobs,
-            persistent_volume_claims
+            persistent_volume_claims,
+            leases
         );
     }
 }

@@ -9,7 +9,7 @@ pub mod queue;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, ObjectMeta, OwnerReference, Time,
 };
@@ -32,6 +32,29 @@ pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client, kube::E
 pub fn now() -> Time {
     let t = k8s_openapi::jiff::Timestamp::now();
     Time(k8s_openapi::jiff::Timestamp::from_second(t.as_second()).unwrap_or(t))
+}
+
+/// Whether one toleration tolerates `taint`, as upstream's `Toleration.ToleratesTaint`: an
+/// empty effect matches every effect, an empty key needs `Exists` and matches every key.
+pub fn toleration_tolerates(t: &Toleration, taint: &Taint) -> bool {
+    let effect_ok = t
+        .effect
+        .as_deref()
+        .is_none_or(|e| e.is_empty() || e == taint.effect);
+    let key_ok = match t.key.as_deref() {
+        None | Some("") => t.operator.as_deref() == Some("Exists"),
+        Some(k) => k == taint.key,
+    };
+    let value_ok = match t.operator.as_deref() {
+        Some("Exists") => true,
+        _ => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
+    };
+    effect_ok && key_ok && value_ok
+}
+
+/// Whether any of `tols` tolerates `taint`.
+pub fn tolerates(tols: &[Toleration], taint: &Taint) -> bool {
+    tols.iter().any(|t| toleration_tolerates(t, taint))
 }
 
 /// `namespace/name`, or `name` for cluster-scoped objects.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
-    PodSpec, Taint, Toleration,
+    PodSpec, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -136,24 +136,6 @@ pub fn add_daemon_tolerations(spec: &mut PodSpec) {
     }
 }
 
-fn tolerates(tols: &[Toleration], taint: &Taint) -> bool {
-    tols.iter().any(|t| {
-        let effect_ok = t
-            .effect
-            .as_deref()
-            .is_none_or(|e| e.is_empty() || e == taint.effect);
-        let key_ok = match t.key.as_deref() {
-            None | Some("") => t.operator.as_deref() == Some("Exists"),
-            Some(k) => k == taint.key,
-        };
-        let value_ok = match t.operator.as_deref() {
-            Some("Exists") => true,
-            _ => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-        };
-        effect_ok && key_ok && value_ok
-    })
-}
-
 fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&String>) -> bool {
     let vals = r.values.as_deref().unwrap_or(&[]);
     match r.operator.as_str() {
@@ -233,7 +215,7 @@ pub fn should_run(template_spec: &PodSpec, node: &Node) -> (bool, bool) {
         .unwrap_or_default();
     let mut run = true;
     for t in &taints {
-        if tolerates(&tols, t) {
+        if skiff_client::tolerates(&tols, t) {
             continue;
         }
         match t.effect.as_str() {

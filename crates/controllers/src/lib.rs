@@ -13,6 +13,7 @@ pub mod history;
 pub mod job;
 pub mod merge;
 pub mod nodeipam;
+pub mod nodelifecycle;
 mod pod_control;
 pub mod replicaset;
 pub mod serviceaccount;
@@ -49,8 +50,14 @@ pub(crate) fn is_gone_or_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404 || s.code == 409)
 }
 
+/// Settings of the controllers, as kube-controller-manager's flags.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    pub node_lifecycle: nodelifecycle::Config,
+}
+
 /// Registers every controller on `informers`; call `informers.start()` afterwards.
-pub fn start(informers: &Arc<Informers>) {
+pub fn start(informers: &Arc<Informers>, config: &Config) {
     replicaset::start(informers);
     deployment::start(informers);
     garbage_collector::start(informers);
@@ -62,4 +69,5 @@ pub fn start(informers: &Arc<Informers>) {
     statefulset::start(informers);
     daemonset::start(informers);
     cronjob::start(informers);
+    nodelifecycle::start(informers, config.node_lifecycle.clone());
 }

@@ -26,7 +26,7 @@ enum Command {
     /// Run the API server with the controllers and the scheduler.
     Server(ServerArgs),
     /// Run the controllers against a server.
-    Controllers(ClientArgs),
+    Controllers(ControllersArgs),
     /// Run the scheduler against a server.
     Scheduler(ClientArgs),
     /// Simulators for testing and benchmarks.
@@ -39,6 +39,49 @@ struct ClientArgs {
     /// Kubeconfig of the server to work against.
     #[arg(long, env = "KUBECONFIG")]
     kubeconfig: PathBuf,
+}
+
+#[derive(Parser)]
+struct ControllersArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(flatten)]
+    controllers: ControllerFlags,
+}
+
+/// kube-controller-manager's flags that skiff honours.
+#[derive(clap::Args, Clone, Debug)]
+struct ControllerFlags {
+    /// How long a node may go without renewing its Lease or posting Ready before it is
+    /// marked Unknown and tainted unreachable.
+    #[arg(long, default_value = "50s", value_parser = go_duration)]
+    node_monitor_grace_period: std::time::Duration,
+    /// The same for a node that never posted Ready.
+    #[arg(long, default_value = "60s", value_parser = go_duration)]
+    node_startup_grace_period: std::time::Duration,
+    /// How often node health is checked.
+    #[arg(long, default_value = "5s", value_parser = go_duration)]
+    node_monitor_period: std::time::Duration,
+}
+
+impl ControllerFlags {
+    fn config(&self) -> skiff_controllers::Config {
+        skiff_controllers::Config {
+            node_lifecycle: skiff_controllers::nodelifecycle::Config {
+                grace_period: self.node_monitor_grace_period,
+                startup_grace_period: self.node_startup_grace_period,
+                monitor_period: self.node_monitor_period,
+            },
+        }
+    }
+}
+
+/// A duration as Kubernetes flags write them ("40s", "1m30s", "500ms").
+fn go_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d: jiff::SignedDuration = s
+        .parse()
+        .map_err(|e| format!("invalid duration {s:?}: {e}"))?;
+    std::time::Duration::try_from(d).map_err(|_| format!("negative duration {s:?}"))
 }
 
 #[derive(Subcommand)]
@@ -107,6 +150,8 @@ struct ServerArgs {
     /// Do not run the scheduler in this process.
     #[arg(long)]
     disable_scheduler: bool,
+    #[command(flatten)]
+    controllers: ControllerFlags,
 }
 
 /// Runs the controllers and/or the scheduler over one set of shared informers, each once it
@@ -114,14 +159,14 @@ struct ServerArgs {
 /// ends the process, as upstream's components do.
 async fn start_components(
     kubeconfig: &std::path::Path,
-    controllers: bool,
+    controllers: Option<skiff_controllers::Config>,
     scheduler: bool,
     identity: String,
 ) -> Result<()> {
     let client = skiff_client::client_from_kubeconfig(kubeconfig).await?;
     let informers = skiff_client::Informers::new(client.clone());
     let roles = [
-        (controllers, "kube-controller-manager"),
+        (controllers.is_some(), "kube-controller-manager"),
         (scheduler, "kube-scheduler"),
     ];
     for (enabled, lease) in roles {
@@ -130,12 +175,13 @@ async fn start_components(
         }
         let cfg = skiff_client::leader::Config::new("kube-system", lease, &identity);
         let (client, informers) = (client.clone(), informers.clone());
+        let config = controllers.clone().unwrap_or_default();
         tokio::spawn(async move {
             let mut leading = skiff_client::leader::acquire(client, cfg).await;
             if lease == "kube-scheduler" {
                 skiff_scheduler::start(&informers);
             } else {
-                skiff_controllers::start(&informers);
+                skiff_controllers::start(&informers, &config);
             }
             informers.start();
             let _ = leading.wait_for(|l| !*l).await;
@@ -227,7 +273,7 @@ async fn main() -> Result<()> {
             if !(a.disable_controllers && a.disable_scheduler) {
                 start_components(
                     &handle.kubeconfig,
-                    !a.disable_controllers,
+                    (!a.disable_controllers).then(|| a.controllers.config()),
                     !a.disable_scheduler,
                     identity(None),
                 )
@@ -237,12 +283,18 @@ async fn main() -> Result<()> {
         }
         Command::Controllers(a) => {
             let id = identity(Some(&format!("controllers-{}", std::process::id())));
-            start_components(&a.kubeconfig, true, false, id).await?;
+            start_components(
+                &a.client.kubeconfig,
+                Some(a.controllers.config()),
+                false,
+                id,
+            )
+            .await?;
             tokio::signal::ctrl_c().await?;
         }
         Command::Scheduler(a) => {
             let id = identity(Some(&format!("scheduler-{}", std::process::id())));
-            start_components(&a.kubeconfig, false, true, id).await?;
+            start_components(&a.kubeconfig, None, true, id).await?;
             tokio::signal::ctrl_c().await?;
         }
         Command::Sim(SimCommand::Nodes(a)) => {

@@ -7,6 +7,11 @@ use std::process::{Child, Command, Stdio};
 
 /// Start `skiff server` on `dir` and wait for its ready line.
 pub fn spawn(dir: &std::path::Path) -> Child {
+    spawn_with(dir, &[])
+}
+
+/// `spawn` with extra server flags.
+pub fn spawn_with(dir: &std::path::Path, extra: &[&str]) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
         .args([
             "server",
@@ -17,6 +22,7 @@ pub fn spawn(dir: &std::path::Path) -> Child {
             "--data-dir",
         ])
         .arg(dir)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
