@@ -15,17 +15,15 @@
 //! all pods; and watch delivery latency with `--watchers` concurrent watchers.
 //! `bench/APISERVER.md` records results and method.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use kube::Client;
+use skiff_bench::{get, ms, post, rss_kib, start_server};
 
 struct Args {
     skiff: PathBuf,
@@ -63,86 +61,6 @@ fn parse_args() -> Result<Args> {
         }
     }
     Ok(a)
-}
-
-/// A running server process.
-struct Server {
-    child: Child,
-    kubeconfig: PathBuf,
-    /// From process start until a `/readyz` request answered `ok`.
-    ready_after: Duration,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_server(args: &Args, data_dir: &Path) -> Result<(Server, Client)> {
-    let started = Instant::now();
-    let mut child = Command::new(&args.skiff)
-        .args([
-            "server",
-            "--secure-port",
-            "0",
-            "--bind-address",
-            "127.0.0.1",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(&args.server_args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", args.skiff.display()))?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("no stdout")?).read_line(&mut line)?;
-    if !line.contains("skiff is ready") {
-        bail!("unexpected first line from skiff: {line}");
-    }
-    let kubeconfig = data_dir.join("admin.kubeconfig");
-    let client = client_for(&kubeconfig).await?;
-    let body = client.request_text(get("/readyz")?).await?;
-    if body.trim() != "ok" {
-        bail!("/readyz said {body}");
-    }
-    let ready_after = started.elapsed();
-    Ok((
-        Server {
-            child,
-            kubeconfig,
-            ready_after,
-        },
-        client,
-    ))
-}
-
-async fn client_for(kubeconfig: &Path) -> Result<Client> {
-    let kc = Kubeconfig::read_from(kubeconfig)?;
-    let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
-    config.read_timeout = Some(Duration::from_secs(600));
-    Ok(Client::try_from(config)?)
-}
-
-fn get(path: &str) -> Result<http::Request<Vec<u8>>> {
-    Ok(http::Request::get(path).body(Vec::new())?)
-}
-
-fn post(path: &str, body: Vec<u8>) -> Result<http::Request<Vec<u8>>> {
-    Ok(http::Request::post(path)
-        .header("content-type", "application/json")
-        .body(body)?)
-}
-
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS")
 }
 
 /// A pod as users write them, about 2 KiB of JSON: labels, annotations, two containers with
@@ -187,10 +105,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
 /// `count` creates from `clients` concurrent clients; returns (elapsed, sorted latencies).
@@ -354,7 +268,7 @@ async fn main() -> Result<()> {
         args.pods, args.clients, args.watchers, args.server_args
     );
 
-    let (server, client) = start_server(&args, &data).await?;
+    let (server, client) = start_server(&args.skiff, &data, &args.server_args).await?;
     println!("| measure | result |\n|---|---|");
     println!(
         "| start to /readyz OK, empty data dir | {} |",
@@ -443,7 +357,7 @@ async fn main() -> Result<()> {
     drop(server);
     drop(client);
     let _ = kubeconfig;
-    let (server, _client) = start_server(&args, &data).await?;
+    let (server, _client) = start_server(&args.skiff, &data, &args.server_args).await?;
     println!(
         "| start to /readyz OK, data dir with {} pods | {} |",
         args.pods + args.watch_events,

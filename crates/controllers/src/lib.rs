@@ -14,6 +14,7 @@ pub mod job;
 pub mod merge;
 pub mod nodeipam;
 pub mod nodelifecycle;
+mod owner_index;
 mod pod_control;
 pub mod replicaset;
 pub mod serviceaccount;

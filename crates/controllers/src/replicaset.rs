@@ -14,6 +14,7 @@ use kube::{Api, Client, ResourceExt};
 use skiff_client::{Change, Informers, Queue, Recorder};
 
 use crate::expectations::Expectations;
+use crate::owner_index::OwnerIndex;
 use crate::pod_control::PodControl;
 use crate::{api_err, is_gone_or_conflict, Result};
 
@@ -27,7 +28,10 @@ struct Ctl {
     queue: Queue,
     expectations: Expectations,
     recorder: Recorder,
+    index: OwnerIndex,
 }
+
+static NO_LABELS: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
 
 pub fn start(informers: &Arc<Informers>) {
     let rs_inf = informers.replica_sets();
@@ -39,6 +43,7 @@ pub fn start(informers: &Arc<Informers>) {
         queue: Queue::new(),
         expectations: Expectations::default(),
         recorder: Recorder::new(informers.client(), "replicaset-controller"),
+        index: OwnerIndex::default(),
     });
     let q = ctl.queue.clone();
     rs_inf.on_change(move |c| match c {
@@ -119,7 +124,7 @@ pub fn compute_status(rs: &ReplicaSet, owned_active: &[Arc<Pod>]) -> ReplicaSetS
     let fully_labeled = owned_active
         .iter()
         .filter(|p| {
-            let l = p.metadata.labels.clone().unwrap_or_default();
+            let l = p.metadata.labels.as_ref().unwrap_or(&NO_LABELS);
             template_labels.iter().all(|(k, v)| l.get(k) == Some(v))
         })
         .count();
@@ -183,6 +188,7 @@ impl Ctl {
             Change::Applied(p) => (p, false),
             Change::Deleted(p) => (p, true),
         };
+        self.index.update(&p.metadata, deleted);
         let ns = p.namespace().unwrap_or_default();
         match skiff_client::controller_of(&p.metadata).filter(|r| r.kind == "ReplicaSet") {
             Some(r) => {
@@ -235,12 +241,18 @@ impl Ctl {
 
         // Claim: owned pods that still match, orphans that match (adopted); release the rest.
         let mut owned = Vec::new();
-        for p in self.pods.state() {
-            if p.namespace().as_deref() != Some(ns) {
+        let candidates = self
+            .index
+            .owned(&uid)
+            .into_iter()
+            .chain(self.index.orphans(ns));
+        for k in candidates {
+            let (_, pod_name) = skiff_client::split_key(&k);
+            let Some(p) = self.pods.get(&ObjectRef::new(pod_name).within(ns)) else {
                 continue;
-            }
-            let labels = p.metadata.labels.clone().unwrap_or_default();
-            let matches = skiff_client::selector_matches(&spec.selector, &labels);
+            };
+            let labels = p.metadata.labels.as_ref().unwrap_or(&NO_LABELS);
+            let matches = skiff_client::selector_matches(&spec.selector, labels);
             match skiff_client::controller_of(&p.metadata) {
                 Some(r) if r.uid == uid => {
                     if matches {
