@@ -19,7 +19,7 @@ use rand::Rng;
 use skiff_client::{Change, EventType, Informers, Recorder};
 use tokio::sync::{Notify, Semaphore};
 
-use plugins::{Cycle, Diagnosis, Labels, NodeInfo, PodInfo};
+use plugins::{Cycle, Diagnosis, Labels, NodeCounts, NodeInfo, PodAffinityTerms, PodInfo};
 
 /// The name pods ask for in `spec.schedulerName`.
 pub const SCHEDULER_NAME: &str = "default-scheduler";
@@ -39,8 +39,10 @@ struct Cache {
     next_start: usize,
     /// Bound or assumed pods by uid: (node, what they use).
     pods: HashMap<String, (String, PodInfo)>,
-    /// Uids of the pods with pod affinity or anti-affinity of their own.
-    with_affinity: HashSet<String>,
+    /// Pods by namespace and labels, counted per node: what pod affinity terms select.
+    pod_groups: HashMap<String, HashMap<Labels, NodeCounts>>,
+    /// Pods with pod affinity or anti-affinity, by their terms, counted per node.
+    affinity_groups: HashMap<PodAffinityTerms, NodeCounts>,
     /// Pods bound by us whose binding the watch has not shown yet.
     assumed: HashSet<String>,
     /// Namespace labels, for namespace selectors in pod affinity terms.
@@ -114,21 +116,63 @@ impl Cache {
     fn add_pod(&mut self, uid: &str, node: &str, info: PodInfo) {
         self.remove_pod(uid);
         self.slot(node).add_pod(&info);
-        if info.affinity.is_some() {
-            self.with_affinity.insert(uid.to_string());
-        }
+        self.count_in_groups(&info, node, 1);
         self.pods.insert(uid.to_string(), (node.to_string(), info));
     }
 
     fn remove_pod(&mut self, uid: &str) {
         if let Some((node, info)) = self.pods.remove(uid) {
-            self.with_affinity.remove(uid);
+            self.count_in_groups(&info, &node, -1);
             if let Some(&i) = self.index.get(&node) {
                 let ni = &mut self.nodes[i];
                 ni.remove_pod(&info);
                 if !ni.known && ni.pod_count <= 0 {
                     self.drop_slot(i);
                 }
+            }
+        }
+    }
+
+    fn count_in_groups(&mut self, info: &PodInfo, node: &str, by: i64) {
+        fn count(nodes: &mut NodeCounts, node: &str, by: i64) {
+            match nodes.get_mut(node) {
+                Some(n) => {
+                    *n += by;
+                    if *n <= 0 {
+                        nodes.remove(node);
+                    }
+                }
+                None if by > 0 => {
+                    nodes.insert(node.to_string(), by);
+                }
+                None => {}
+            }
+        }
+        if !self.pod_groups.contains_key(&info.namespace) {
+            self.pod_groups
+                .insert(info.namespace.clone(), HashMap::new());
+        }
+        let by_labels = self.pod_groups.get_mut(&info.namespace).expect("inserted");
+        if !by_labels.contains_key(&info.labels) {
+            by_labels.insert(info.labels.clone(), NodeCounts::new());
+        }
+        let nodes = by_labels.get_mut(&info.labels).expect("inserted");
+        count(nodes, node, by);
+        if nodes.is_empty() {
+            by_labels.remove(&info.labels);
+            if by_labels.is_empty() {
+                self.pod_groups.remove(&info.namespace);
+            }
+        }
+        if let Some(terms) = &info.affinity {
+            if !self.affinity_groups.contains_key(&**terms) {
+                self.affinity_groups
+                    .insert((**terms).clone(), NodeCounts::new());
+            }
+            let nodes = self.affinity_groups.get_mut(&**terms).expect("inserted");
+            count(nodes, node, by);
+            if nodes.is_empty() {
+                self.affinity_groups.remove(&**terms);
             }
         }
     }
@@ -194,17 +238,17 @@ impl Cache {
 }
 
 impl plugins::Cluster for Cache {
-    fn each_pod(&self, f: &mut dyn FnMut(&PodInfo, &str)) {
-        for (node, p) in self.pods.values() {
-            f(p, node);
+    fn each_pod_group(&self, f: &mut dyn FnMut(&str, &Labels, &NodeCounts)) {
+        for (ns, by_labels) in &self.pod_groups {
+            for (labels, nodes) in by_labels {
+                f(ns, labels, nodes);
+            }
         }
     }
 
-    fn each_pod_with_affinity(&self, f: &mut dyn FnMut(&PodInfo, &str)) {
-        for uid in &self.with_affinity {
-            if let Some((node, p)) = self.pods.get(uid) {
-                f(p, node);
-            }
+    fn each_affinity_group(&self, f: &mut dyn FnMut(&PodAffinityTerms, &NodeCounts)) {
+        for (terms, nodes) in &self.affinity_groups {
+            f(terms, nodes);
         }
     }
 
@@ -702,7 +746,8 @@ mod tests {
             used.insert(c.schedule(&replica(uid)).unwrap());
         }
         assert_eq!(used.len(), 3);
-        assert_eq!(c.with_affinity.len(), 3);
+        assert_eq!(c.affinity_groups.len(), 1, "replicas share one group");
+        assert_eq!(c.affinity_groups.values().next().unwrap().len(), 3);
         let err = c.schedule(&replica("r3")).unwrap_err();
         assert!(
             err.message.starts_with(
@@ -718,7 +763,7 @@ mod tests {
             .message
             .contains("3 node(s) didn't satisfy existing pods anti-affinity rules"));
         c.remove_pod("r1");
-        assert!(c.with_affinity.len() == 2);
+        assert_eq!(c.affinity_groups.values().next().unwrap().len(), 2);
         assert!(c.schedule(&replica("r3")).is_ok());
 
         let follower = pod(
@@ -734,35 +779,64 @@ mod tests {
         let db = pod("db", json!({"app": "db"}), json!({}));
         let db_node = c.schedule(&db).unwrap();
         assert_eq!(c.schedule(&follower).unwrap(), db_node);
+
+        // The groups empty with the pods.
+        assert_eq!(c.pod_groups["default"].len(), 3, "web, db and the follower");
+        let uids: Vec<String> = c.pods.keys().cloned().collect();
+        for uid in uids {
+            c.remove_pod(&uid);
+        }
+        assert!(c.pod_groups.is_empty());
+        assert!(c.affinity_groups.is_empty());
     }
 }
 
 #[cfg(test)]
 mod scale {
     use super::tests_support::*;
+    use k8s_openapi::api::core::v1::Pod;
+    use serde_json::json;
 
-    /// The benchmark's shape: `cargo test --release -p skiff-scheduler -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn ten_thousand_pods_on_five_thousand_nodes() {
-        let mut c = cluster(5000);
-        let pods: Vec<_> = (0..10_000)
-            .map(|i| {
-                pod(
-                    &format!("p{i}"),
-                    serde_json::json!({"app": "x"}),
-                    serde_json::json!({}),
-                )
-            })
-            .collect();
+    fn run(what: &str, nodes: usize, pods: Vec<Pod>) {
+        let mut c = cluster(nodes);
         let t = std::time::Instant::now();
         for p in &pods {
             c.schedule(p).unwrap();
         }
         let e = t.elapsed();
         println!(
-            "10000 pods on 5000 nodes: {e:?}, {:.0} pods/s",
-            10_000.0 / e.as_secs_f64()
+            "{what}: {} pods on {nodes} nodes in {e:?}, {:.0} pods/s",
+            pods.len(),
+            pods.len() as f64 / e.as_secs_f64()
         );
+    }
+
+    /// The benchmark's shape, without the API server:
+    /// `cargo test --release -p skiff-scheduler -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn ten_thousand_pods_on_five_thousand_nodes() {
+        let owned = |i: usize| {
+            let mut p = pod(&format!("p{i}"), json!({"app": "x"}), json!({}));
+            p.metadata.owner_references = Some(vec![serde_json::from_value(json!({
+                "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs",
+                "uid": format!("rs-{}", i % 100), "controller": true}))
+            .unwrap()]);
+            p
+        };
+        run("plain", 5000, (0..10_000).map(owned).collect());
+        // Every pod avoids the others of its group (100 groups) on its node.
+        let anti = |i: usize| {
+            let app = format!("g{}", i % 100);
+            pod(
+                &format!("a{i}"),
+                json!({"app": app}),
+                json!({"affinity": {"podAntiAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [{
+                        "labelSelector": {"matchLabels": {"app": app}},
+                        "topologyKey": "kubernetes.io/hostname"}]}}}),
+            )
+        };
+        run("anti-affinity", 5000, (0..10_000).map(anti).collect());
     }
 }

@@ -8,6 +8,7 @@
 //! filtering a node allocates nothing.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 
 use k8s_openapi::api::core::v1::{
     NodeSelectorRequirement, NodeSelectorTerm, Pod, PodAffinityTerm, PreferredSchedulingTerm,
@@ -93,8 +94,32 @@ impl AffinityTerm {
     }
 }
 
+fn hash_selector<H: Hasher>(sel: Option<&LabelSelector>, h: &mut H) {
+    let Some(sel) = sel else {
+        return 0u8.hash(h);
+    };
+    1u8.hash(h);
+    sel.match_labels.hash(h);
+    for e in sel.match_expressions.iter().flatten() {
+        (&e.key, &e.operator, &e.values).hash(h);
+    }
+}
+
+// Terms are grouped by value (replicas share theirs); selectors hold no floats, so equality
+// is an equivalence.
+impl Eq for AffinityTerm {}
+
+impl Hash for AffinityTerm {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.namespaces.hash(h);
+        hash_selector(self.namespace_selector.as_ref(), h);
+        hash_selector(self.selector.as_ref(), h);
+        self.topology_key.hash(h);
+    }
+}
+
 /// A pod's pod affinity and anti-affinity, for pods that have any.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PodAffinityTerms {
     pub required_affinity: Vec<AffinityTerm>,
     pub required_anti_affinity: Vec<AffinityTerm>,
@@ -298,13 +323,17 @@ impl NodeInfo {
     }
 }
 
-/// The rest of the cluster, as InterPodAffinity sees it: the pods bound (or assumed) to known
-/// nodes, and namespace labels for namespace selectors.
+/// Pods counted by node name.
+pub type NodeCounts = HashMap<String, i64>;
+
+/// The rest of the cluster, as InterPodAffinity sees it: the pods bound (or assumed) to nodes,
+/// grouped so that replicas are matched once, and namespace labels for namespace selectors.
 pub trait Cluster {
-    /// Calls `f` with every pod on a known node and that node's name.
-    fn each_pod(&self, f: &mut dyn FnMut(&PodInfo, &str));
-    /// The same for only the pods that have pod affinity or anti-affinity of their own.
-    fn each_pod_with_affinity(&self, f: &mut dyn FnMut(&PodInfo, &str));
+    /// Calls `f` once per distinct (namespace, labels) of the pods, with how many such pods
+    /// each node has.
+    fn each_pod_group(&self, f: &mut dyn FnMut(&str, &Labels, &NodeCounts));
+    /// Calls `f` once per distinct set of pod (anti-)affinity terms among the pods, likewise.
+    fn each_affinity_group(&self, f: &mut dyn FnMut(&PodAffinityTerms, &NodeCounts));
     /// A known node's labels.
     fn node_labels(&self, node: &str) -> Option<&Labels>;
     fn namespace_labels(&self, ns: &str) -> Option<&Labels>;
@@ -469,11 +498,31 @@ fn count_at(m: &TopologyCounts, key: &str, node: &Labels) -> i64 {
 }
 
 fn bump(m: &mut TopologyCounts, key: &str, node: &Labels, by: i64) {
-    if let Some(v) = node.get(key) {
+    let Some(v) = node.get(key) else { return };
+    if let Some(c) = m.get_mut(key).and_then(|values| values.get_mut(v)) {
+        *c += by;
+    } else {
         *m.entry(key.to_string())
             .or_default()
             .entry(v.clone())
             .or_insert(0) += by;
+    }
+}
+
+/// Adds `by` per pod in `nodes` to the domain of each node, for each topology key.
+fn bump_nodes(
+    m: &mut TopologyCounts,
+    keys: &[&str],
+    nodes: &NodeCounts,
+    by: i64,
+    cluster: &dyn Cluster,
+) {
+    for (node, n) in nodes {
+        if let Some(labels) = cluster.node_labels(node) {
+            for key in keys {
+                bump(m, key, labels, by * n);
+            }
+        }
     }
 }
 
@@ -496,13 +545,11 @@ impl InterPodState {
     /// Skip): the pod has no required terms and no existing pod's anti-affinity selects it.
     pub fn new(pod: &PodInfo, cluster: &dyn Cluster) -> Option<InterPodState> {
         let mut s = InterPodState::default();
-        cluster.each_pod_with_affinity(&mut |p, node| {
-            let Some(terms) = &p.affinity else { return };
+        cluster.each_affinity_group(&mut |terms, nodes| {
             for t in &terms.required_anti_affinity {
                 if t.matches(&pod.namespace, &pod.labels, cluster) {
-                    if let Some(labels) = cluster.node_labels(node) {
-                        bump(&mut s.existing_anti, &t.topology_key, labels, 1);
-                    }
+                    let key = [t.topology_key.as_str()];
+                    bump_nodes(&mut s.existing_anti, &key, nodes, 1, cluster);
                 }
             }
         });
@@ -510,23 +557,16 @@ impl InterPodState {
         let required = terms.map(|t| &t.required_affinity[..]).unwrap_or(&[]);
         let anti = terms.map(|t| &t.required_anti_affinity[..]).unwrap_or(&[]);
         if !required.is_empty() || !anti.is_empty() {
-            cluster.each_pod(&mut |p, node| {
-                if !required.is_empty()
-                    && required
-                        .iter()
-                        .all(|t| t.matches(&p.namespace, &p.labels, cluster))
-                {
-                    if let Some(labels) = cluster.node_labels(node) {
-                        for t in required {
-                            bump(&mut s.affinity, &t.topology_key, labels, 1);
-                        }
-                    }
+            let required_keys: Vec<&str> =
+                required.iter().map(|t| t.topology_key.as_str()).collect();
+            cluster.each_pod_group(&mut |ns, labels, nodes| {
+                if !required.is_empty() && required.iter().all(|t| t.matches(ns, labels, cluster)) {
+                    bump_nodes(&mut s.affinity, &required_keys, nodes, 1, cluster);
                 }
                 for t in anti {
-                    if t.matches(&p.namespace, &p.labels, cluster) {
-                        if let Some(labels) = cluster.node_labels(node) {
-                            bump(&mut s.anti, &t.topology_key, labels, 1);
-                        }
+                    if t.matches(ns, labels, cluster) {
+                        let key = [t.topology_key.as_str()];
+                        bump_nodes(&mut s.anti, &key, nodes, 1, cluster);
                     }
                 }
             });
@@ -847,49 +887,49 @@ pub fn inter_pod_affinity_scores(
     cluster: &dyn Cluster,
 ) -> Vec<i64> {
     let mut topology = TopologyCounts::new();
+    // The incoming pod's preferences, over every pod.
     let own = pod.affinity.as_deref();
-    let mut process = |p: &PodInfo, node: &str| {
-        let Some(labels) = cluster.node_labels(node) else {
-            return;
-        };
-        if let Some(t) = own {
-            for (w, term) in &t.preferred_affinity {
-                if term.matches(&p.namespace, &p.labels, cluster) {
-                    bump(&mut topology, &term.topology_key, labels, *w);
-                }
-            }
-            for (w, term) in &t.preferred_anti_affinity {
-                if term.matches(&p.namespace, &p.labels, cluster) {
-                    bump(&mut topology, &term.topology_key, labels, -*w);
-                }
-            }
-        }
-        if let Some(t) = &p.affinity {
-            let theirs = t
-                .required_affinity
-                .iter()
-                .map(|term| (HARD_POD_AFFINITY_WEIGHT, term, 1))
-                .chain(t.preferred_affinity.iter().map(|(w, term)| (*w, term, 1)))
-                .chain(
-                    t.preferred_anti_affinity
-                        .iter()
-                        .map(|(w, term)| (*w, term, -1)),
-                );
-            for (w, term, sign) in theirs {
-                if term.matches(&pod.namespace, &pod.labels, cluster) {
-                    bump(&mut topology, &term.topology_key, labels, sign * w);
-                }
-            }
-        }
-    };
-    // Unless the incoming pod has preferences of its own, only pods with affinity matter.
-    if own
-        .is_some_and(|t| !t.preferred_affinity.is_empty() || !t.preferred_anti_affinity.is_empty())
+    if let Some(t) =
+        own.filter(|t| !t.preferred_affinity.is_empty() || !t.preferred_anti_affinity.is_empty())
     {
-        cluster.each_pod(&mut process);
-    } else {
-        cluster.each_pod_with_affinity(&mut process);
+        let weighted = t
+            .preferred_affinity
+            .iter()
+            .map(|(w, term)| (*w, term))
+            .chain(
+                t.preferred_anti_affinity
+                    .iter()
+                    .map(|(w, term)| (-*w, term)),
+            );
+        let weighted: Vec<(i64, &AffinityTerm)> = weighted.collect();
+        cluster.each_pod_group(&mut |ns, labels, pods| {
+            for (w, term) in &weighted {
+                if term.matches(ns, labels, cluster) {
+                    let key = [term.topology_key.as_str()];
+                    bump_nodes(&mut topology, &key, pods, *w, cluster);
+                }
+            }
+        });
     }
+    // Existing pods' terms that select the incoming pod.
+    cluster.each_affinity_group(&mut |t, pods| {
+        let theirs = t
+            .required_affinity
+            .iter()
+            .map(|term| (HARD_POD_AFFINITY_WEIGHT, term))
+            .chain(t.preferred_affinity.iter().map(|(w, term)| (*w, term)))
+            .chain(
+                t.preferred_anti_affinity
+                    .iter()
+                    .map(|(w, term)| (-*w, term)),
+            );
+        for (w, term) in theirs {
+            if term.matches(&pod.namespace, &pod.labels, cluster) {
+                let key = [term.topology_key.as_str()];
+                bump_nodes(&mut topology, &key, pods, w, cluster);
+            }
+        }
+    });
     if topology.is_empty() {
         return vec![0; nodes.len()];
     }
@@ -1060,14 +1100,17 @@ mod tests {
     }
 
     impl Cluster for TestCluster {
-        fn each_pod(&self, f: &mut dyn FnMut(&PodInfo, &str)) {
+        // One group per pod: the grouping is the cache's business.
+        fn each_pod_group(&self, f: &mut dyn FnMut(&str, &Labels, &NodeCounts)) {
             for (p, n) in &self.pods {
-                f(p, n)
+                f(&p.namespace, &p.labels, &[(n.clone(), 1)].into())
             }
         }
-        fn each_pod_with_affinity(&self, f: &mut dyn FnMut(&PodInfo, &str)) {
-            for (p, n) in self.pods.iter().filter(|(p, _)| p.affinity.is_some()) {
-                f(p, n)
+        fn each_affinity_group(&self, f: &mut dyn FnMut(&PodAffinityTerms, &NodeCounts)) {
+            for (p, n) in &self.pods {
+                if let Some(t) = &p.affinity {
+                    f(t, &[(n.clone(), 1)].into())
+                }
             }
         }
         fn node_labels(&self, node: &str) -> Option<&Labels> {
