@@ -1,7 +1,10 @@
 //! The scheduler: pods without a node go into a priority queue; each is filtered and scored
 //! against a node snapshot kept from watches, assumed onto the best node and bound through
-//! `pods/binding`. Pods that fit nowhere get `PodScheduled=False` and a `FailedScheduling`
-//! event, and are retried when nodes or pods change.
+//! `pods/binding`. As upstream, a pod's search for feasible nodes starts where the previous
+//! one stopped and ends once enough fit (percentageOfNodesToScore), so a large cluster is not
+//! filtered whole for every pod. Pods that fit nowhere get `PodScheduled=False` and a
+//! `FailedScheduling` event, and are retried when a node changes or a pod goes away (and, for
+//! those whose required pod affinity failed, when a pod is placed), or every 30 s.
 
 pub mod plugins;
 

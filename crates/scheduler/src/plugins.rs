@@ -5,7 +5,14 @@
 //!
 //! A [`Cycle`] is one scheduling attempt of one pod: it holds what the pod asks for, read once,
 //! and what InterPodAffinity precomputed over the whole cluster (upstream's PreFilter), so that
-//! filtering a node allocates nothing.
+//! filtering a node that fits allocates nothing.
+//!
+//! Not (yet) as upstream: PodTopologySpread is only the default spreading of a controller's
+//! pods over nodes (no explicit `topologySpreadConstraints`, no zone spreading); pod affinity
+//! ignores `matchLabelKeys`/`mismatchLabelKeys`; NodeResourcesFit checks cpu, memory,
+//! ephemeral-storage and pods but not extended resources or hugepages, and takes sidecar
+//! (restartable init) containers for ordinary init containers; no volume or image plugins; and
+//! preemption is only described in the message, never done.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
