@@ -1,29 +1,56 @@
 //! Filter and score plugins as pure functions over a pod and a node snapshot, in upstream's
-//! order (NodeUnschedulable, TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit), and
-//! the "0/3 nodes are available: ..." summary when no node fits.
+//! order (NodeUnschedulable, TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit,
+//! InterPodAffinity), the weighted sum of upstream's default scores, and the
+//! "0/3 nodes are available: ..." summary when no node fits.
+//!
+//! A [`Cycle`] is one scheduling attempt of one pod: it holds what the pod asks for, read once,
+//! and what InterPodAffinity precomputed over the whole cluster (upstream's PreFilter), so that
+//! filtering a node that fits allocates nothing.
+//!
+//! Not (yet) as upstream: PodTopologySpread is only the default spreading of a controller's
+//! pods over nodes (no explicit `topologySpreadConstraints`, no zone spreading); pod affinity
+//! ignores `matchLabelKeys`/`mismatchLabelKeys`; NodeResourcesFit checks cpu, memory,
+//! ephemeral-storage and pods but not extended resources or hugepages, and takes sidecar
+//! (restartable init) containers for ordinary init containers; no volume or image plugins; and
+//! preemption is only described in the message, never done.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 
 use k8s_openapi::api::core::v1::{
-    NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration,
+    NodeSelectorRequirement, NodeSelectorTerm, Pod, PodAffinityTerm, PreferredSchedulingTerm,
+    Taint, Toleration, WeightedPodAffinityTerm,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use skiff_api::quantity::Quantity;
+use skiff_client::selector_matches;
 
-/// Resource amounts: cpu in millicores, memory in bytes, pods as a count.
+/// Labels of an object.
+pub type Labels = BTreeMap<String, String>;
+
+/// Resource amounts: cpu in millicores, memory and ephemeral storage in bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Resources {
     pub milli_cpu: i64,
     pub memory: i64,
+    pub ephemeral_storage: i64,
 }
 
 impl Resources {
     fn add(&mut self, o: &Resources) {
         self.milli_cpu += o.milli_cpu;
         self.memory += o.memory;
+        self.ephemeral_storage += o.ephemeral_storage;
     }
     fn sub(&mut self, o: &Resources) {
         self.milli_cpu -= o.milli_cpu;
         self.memory -= o.memory;
+        self.ephemeral_storage -= o.ephemeral_storage;
+    }
+    fn max(&mut self, o: &Resources) {
+        self.milli_cpu = self.milli_cpu.max(o.milli_cpu);
+        self.memory = self.memory.max(o.memory);
+        self.ephemeral_storage = self.ephemeral_storage.max(o.ephemeral_storage);
     }
 }
 
@@ -31,9 +58,133 @@ impl Resources {
 const DEFAULT_MILLI_CPU: i64 = 100;
 const DEFAULT_MEMORY: i64 = 200 * 1024 * 1024;
 
+/// One PodAffinityTerm made ready for matching pods.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AffinityTerm {
+    /// The namespaces listed, or the owning pod's own when neither these nor a namespace
+    /// selector are given.
+    namespaces: Vec<String>,
+    /// Namespaces whose labels match also count; `{}` means every namespace.
+    namespace_selector: Option<LabelSelector>,
+    /// No selector matches no pod, as upstream.
+    selector: Option<LabelSelector>,
+    pub topology_key: String,
+}
+
+impl AffinityTerm {
+    fn new(owner_namespace: &str, t: &PodAffinityTerm) -> AffinityTerm {
+        let mut namespaces = t.namespaces.clone().unwrap_or_default();
+        if namespaces.is_empty() && t.namespace_selector.is_none() {
+            namespaces.push(owner_namespace.to_string());
+        }
+        AffinityTerm {
+            namespaces,
+            namespace_selector: t.namespace_selector.clone(),
+            selector: t.label_selector.clone(),
+            topology_key: t.topology_key.clone(),
+        }
+    }
+
+    /// Whether a pod in namespace `ns` with `labels` is one this term selects.
+    pub fn matches(&self, ns: &str, labels: &Labels, namespaces: &dyn Cluster) -> bool {
+        let Some(sel) = &self.selector else {
+            return false;
+        };
+        let ns_ok = self.namespaces.iter().any(|n| n == ns)
+            || self.namespace_selector.as_ref().is_some_and(|s| {
+                skiff_client::selector_is_empty(s)
+                    || namespaces
+                        .namespace_labels(ns)
+                        .is_some_and(|l| selector_matches(s, l))
+            });
+        ns_ok && selector_matches(sel, labels)
+    }
+}
+
+fn hash_selector<H: Hasher>(sel: Option<&LabelSelector>, h: &mut H) {
+    let Some(sel) = sel else {
+        return 0u8.hash(h);
+    };
+    1u8.hash(h);
+    sel.match_labels.hash(h);
+    for e in sel.match_expressions.iter().flatten() {
+        (&e.key, &e.operator, &e.values).hash(h);
+    }
+}
+
+// Terms are grouped by value (replicas share theirs); selectors hold no floats, so equality
+// is an equivalence.
+impl Eq for AffinityTerm {}
+
+impl Hash for AffinityTerm {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.namespaces.hash(h);
+        hash_selector(self.namespace_selector.as_ref(), h);
+        hash_selector(self.selector.as_ref(), h);
+        self.topology_key.hash(h);
+    }
+}
+
+/// A pod's pod affinity and anti-affinity, for pods that have any.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PodAffinityTerms {
+    pub required_affinity: Vec<AffinityTerm>,
+    pub required_anti_affinity: Vec<AffinityTerm>,
+    pub preferred_affinity: Vec<(i64, AffinityTerm)>,
+    pub preferred_anti_affinity: Vec<(i64, AffinityTerm)>,
+}
+
+impl PodAffinityTerms {
+    fn from_pod(ns: &str, p: &Pod) -> Option<Box<PodAffinityTerms>> {
+        let a = p.spec.as_ref()?.affinity.as_ref()?;
+        let required = |terms: Option<&Vec<PodAffinityTerm>>| -> Vec<AffinityTerm> {
+            terms
+                .into_iter()
+                .flatten()
+                .map(|t| AffinityTerm::new(ns, t))
+                .collect()
+        };
+        let preferred = |terms: Option<&Vec<WeightedPodAffinityTerm>>| -> Vec<(i64, AffinityTerm)> {
+            terms
+                .into_iter()
+                .flatten()
+                .map(|w| {
+                    (
+                        i64::from(w.weight),
+                        AffinityTerm::new(ns, &w.pod_affinity_term),
+                    )
+                })
+                .collect()
+        };
+        let aff = a.pod_affinity.as_ref();
+        let anti = a.pod_anti_affinity.as_ref();
+        let t = PodAffinityTerms {
+            required_affinity: required(aff.and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+            required_anti_affinity: required(anti.and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+            preferred_affinity: preferred(aff.and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+            preferred_anti_affinity: preferred(anti.and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+        };
+        (t != PodAffinityTerms::default()).then(|| Box::new(t))
+    }
+}
+
 /// What the scheduler needs to know about one pod.
 #[derive(Clone, Debug, Default)]
 pub struct PodInfo {
+    pub namespace: String,
+    pub labels: Labels,
     /// Requests (max of the containers' sum and each init container), for fitting.
     pub requests: Resources,
     /// The same with upstream's non-zero defaults, for scoring.
@@ -42,6 +193,8 @@ pub struct PodInfo {
     pub owner: Option<String>,
     /// Host ports the pod needs: (protocol, port).
     pub host_ports: Vec<(String, i32)>,
+    /// Pod affinity and anti-affinity; `None` for the usual pod without any.
+    pub affinity: Option<Box<PodAffinityTerms>>,
 }
 
 fn qty(
@@ -52,27 +205,45 @@ fn qty(
         .and_then(|q| Quantity::parse(&q.0).ok())
 }
 
+fn resources_of(
+    map: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+) -> Resources {
+    Resources {
+        milli_cpu: qty(map, "cpu").map(|q| q.milli_value() as i64).unwrap_or(0),
+        memory: qty(map, "memory").map(|q| q.value() as i64).unwrap_or(0),
+        ephemeral_storage: qty(map, "ephemeral-storage")
+            .map(|q| q.value() as i64)
+            .unwrap_or(0),
+    }
+}
+
 impl PodInfo {
     pub fn from_pod(p: &Pod) -> PodInfo {
+        let namespace = p.metadata.namespace.clone().unwrap_or_default();
         let mut info = PodInfo {
             owner: skiff_client::controller_of(&p.metadata).map(|r| r.uid.clone()),
+            labels: p.metadata.labels.clone().unwrap_or_default(),
+            affinity: PodAffinityTerms::from_pod(&namespace, p),
+            namespace,
             ..Default::default()
         };
         let Some(spec) = &p.spec else { return info };
         let req = |c: &k8s_openapi::api::core::v1::Container| {
-            let r = c.resources.as_ref().and_then(|r| r.requests.as_ref());
-            let cpu = qty(r, "cpu").map(|q| q.milli_value() as i64);
-            let mem = qty(r, "memory").map(|q| q.value() as i64);
-            (
-                Resources {
-                    milli_cpu: cpu.unwrap_or(0),
-                    memory: mem.unwrap_or(0),
+            let r = resources_of(c.resources.as_ref().and_then(|r| r.requests.as_ref()));
+            let nz = Resources {
+                milli_cpu: if r.milli_cpu != 0 {
+                    r.milli_cpu
+                } else {
+                    DEFAULT_MILLI_CPU
                 },
-                Resources {
-                    milli_cpu: cpu.filter(|v| *v != 0).unwrap_or(DEFAULT_MILLI_CPU),
-                    memory: mem.filter(|v| *v != 0).unwrap_or(DEFAULT_MEMORY),
+                memory: if r.memory != 0 {
+                    r.memory
+                } else {
+                    DEFAULT_MEMORY
                 },
-            )
+                ephemeral_storage: r.ephemeral_storage,
+            };
+            (r, nz)
         };
         for c in &spec.containers {
             let (r, nz) = req(c);
@@ -87,22 +258,11 @@ impl PodInfo {
         }
         for c in spec.init_containers.iter().flatten() {
             let (r, nz) = req(c);
-            info.requests.milli_cpu = info.requests.milli_cpu.max(r.milli_cpu);
-            info.requests.memory = info.requests.memory.max(r.memory);
-            info.nonzero.milli_cpu = info.nonzero.milli_cpu.max(nz.milli_cpu);
-            info.nonzero.memory = info.nonzero.memory.max(nz.memory);
+            info.requests.max(&r);
+            info.nonzero.max(&nz);
         }
         if let Some(o) = &spec.overhead {
-            let cpu = qty(Some(o), "cpu")
-                .map(|q| q.milli_value() as i64)
-                .unwrap_or(0);
-            let mem = qty(Some(o), "memory")
-                .map(|q| q.value() as i64)
-                .unwrap_or(0);
-            let add = Resources {
-                milli_cpu: cpu,
-                memory: mem,
-            };
+            let add = resources_of(Some(o));
             info.requests.add(&add);
             info.nonzero.add(&add);
         }
@@ -114,7 +274,9 @@ impl PodInfo {
 #[derive(Clone, Debug, Default)]
 pub struct NodeInfo {
     pub name: String,
-    pub labels: BTreeMap<String, String>,
+    /// False for a placeholder holding pods bound to a node not (or no longer) seen.
+    pub known: bool,
+    pub labels: Labels,
     pub taints: Vec<Taint>,
     pub unschedulable: bool,
     pub allocatable: Resources,
@@ -130,17 +292,13 @@ impl NodeInfo {
     /// Takes the Node's facts, keeping the pod aggregates.
     pub fn set_node(&mut self, n: &k8s_openapi::api::core::v1::Node) {
         self.name = n.metadata.name.clone().unwrap_or_default();
+        self.known = true;
         self.labels = n.metadata.labels.clone().unwrap_or_default();
-        let spec = n.spec.clone().unwrap_or_default();
-        self.taints = spec.taints.unwrap_or_default();
-        self.unschedulable = spec.unschedulable.unwrap_or(false);
+        let spec = n.spec.as_ref();
+        self.taints = spec.and_then(|s| s.taints.clone()).unwrap_or_default();
+        self.unschedulable = spec.and_then(|s| s.unschedulable).unwrap_or(false);
         let alloc = n.status.as_ref().and_then(|s| s.allocatable.as_ref());
-        self.allocatable = Resources {
-            milli_cpu: qty(alloc, "cpu")
-                .map(|q| q.milli_value() as i64)
-                .unwrap_or(0),
-            memory: qty(alloc, "memory").map(|q| q.value() as i64).unwrap_or(0),
-        };
+        self.allocatable = resources_of(alloc);
         self.allowed_pods = qty(alloc, "pods").map(|q| q.value() as i64).unwrap_or(0);
     }
 
@@ -172,6 +330,22 @@ impl NodeInfo {
     }
 }
 
+/// Pods counted by node name.
+pub type NodeCounts = HashMap<String, i64>;
+
+/// The rest of the cluster, as InterPodAffinity sees it: the pods bound (or assumed) to nodes,
+/// grouped so that replicas are matched once, and namespace labels for namespace selectors.
+pub trait Cluster {
+    /// Calls `f` once per distinct (namespace, labels) of the pods, with how many such pods
+    /// each node has.
+    fn each_pod_group(&self, f: &mut dyn FnMut(&str, &Labels, &NodeCounts));
+    /// Calls `f` once per distinct set of pod (anti-)affinity terms among the pods, likewise.
+    fn each_affinity_group(&self, f: &mut dyn FnMut(&PodAffinityTerms, &NodeCounts));
+    /// A known node's labels.
+    fn node_labels(&self, node: &str) -> Option<&Labels>;
+    fn namespace_labels(&self, ns: &str) -> Option<&Labels>;
+}
+
 /// Why a node was filtered out.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {
@@ -179,8 +353,11 @@ pub enum Reason {
     UntoleratedTaint { key: String, value: String },
     NodeAffinity,
     NodePorts,
-    Insufficient(String),
+    Insufficient(&'static str),
     TooManyPods,
+    PodAffinity,
+    PodAntiAffinity,
+    ExistingPodsAntiAffinity,
 }
 
 impl Reason {
@@ -197,42 +374,64 @@ impl Reason {
             }
             Reason::Insufficient(r) => format!("Insufficient {r}"),
             Reason::TooManyPods => "Too many pods".into(),
+            Reason::PodAffinity => "node(s) didn't match pod affinity rules".into(),
+            Reason::PodAntiAffinity => "node(s) didn't match pod anti-affinity rules".into(),
+            Reason::ExistingPodsAntiAffinity => {
+                "node(s) didn't satisfy existing pods anti-affinity rules".into()
+            }
         }
     }
 
     /// Whether evicting lower-priority pods could help (upstream's Unschedulable status),
-    /// rather than UnschedulableAndUnresolvable.
+    /// rather than UnschedulableAndUnresolvable. Evicting pods cannot create the pod a
+    /// required affinity needs, but it can remove the one an anti-affinity avoids.
     pub fn preemption_could_help(&self) -> bool {
         matches!(
             self,
-            Reason::Insufficient(_) | Reason::TooManyPods | Reason::NodePorts
+            Reason::Insufficient(_)
+                | Reason::TooManyPods
+                | Reason::NodePorts
+                | Reason::PodAntiAffinity
+                | Reason::ExistingPodsAntiAffinity
         )
+    }
+
+    /// Whether a pod placed elsewhere (not only a pod removed) could make the node fit.
+    pub fn waits_for_pods(&self) -> bool {
+        matches!(self, Reason::PodAffinity)
     }
 }
 
-fn tolerates(tolerations: &[Toleration], taint: &Taint) -> bool {
+fn tolerates(tolerations: &[Toleration], key: &str, value: &str, effect: &str) -> bool {
     tolerations.iter().any(|t| {
         let effect_ok = t
             .effect
             .as_deref()
-            .is_none_or(|e| e.is_empty() || e == taint.effect);
-        let key_ok =
-            t.key.as_deref().is_none_or(|k| k.is_empty()) || t.key.as_deref() == Some(&taint.key);
+            .is_none_or(|e| e.is_empty() || e == effect);
+        // An empty key with Exists tolerates every key.
+        let key_ok = t.key.as_deref().is_none_or(|k| k.is_empty() || k == key);
         let value_ok = match t.operator.as_deref() {
             Some("Exists") => true,
-            _ => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
+            _ => t.value.as_deref().unwrap_or("") == value,
         };
-        // An empty key with Exists tolerates everything.
         effect_ok && key_ok && value_ok
     })
 }
 
-fn requirement_matches(r: &NodeSelectorRequirement, labels: &BTreeMap<String, String>) -> bool {
+fn tolerates_taint(tolerations: &[Toleration], t: &Taint) -> bool {
+    tolerates(
+        tolerations,
+        &t.key,
+        t.value.as_deref().unwrap_or(""),
+        &t.effect,
+    )
+}
+
+fn requirement_matches(r: &NodeSelectorRequirement, have: Option<&str>) -> bool {
     let vals = r.values.as_deref().unwrap_or(&[]);
-    let have = labels.get(&r.key);
     match r.operator.as_str() {
-        "In" => have.is_some_and(|v| vals.contains(v)),
-        "NotIn" => !have.is_some_and(|v| vals.contains(v)),
+        "In" => have.is_some_and(|v| vals.iter().any(|x| x == v)),
+        "NotIn" => !have.is_some_and(|v| vals.iter().any(|x| x == v)),
         "Exists" => have.is_some(),
         "DoesNotExist" => have.is_none(),
         "Gt" | "Lt" => {
@@ -252,17 +451,25 @@ fn requirement_matches(r: &NodeSelectorRequirement, labels: &BTreeMap<String, St
     }
 }
 
+fn term_is_empty(t: &NodeSelectorTerm) -> bool {
+    t.match_expressions.as_ref().is_none_or(|e| e.is_empty())
+        && t.match_fields.as_ref().is_none_or(|f| f.is_empty())
+}
+
 fn term_matches(t: &NodeSelectorTerm, node: &NodeInfo) -> bool {
-    let exprs = t.match_expressions.as_deref().unwrap_or(&[]);
-    let fields = t.match_fields.as_deref().unwrap_or(&[]);
-    if exprs.is_empty() && fields.is_empty() {
-        // An empty term matches nothing, as upstream.
+    // An empty term matches nothing, as upstream.
+    if term_is_empty(t) {
         return false;
     }
-    let name_labels: BTreeMap<String, String> =
-        [("metadata.name".to_string(), node.name.clone())].into();
-    exprs.iter().all(|r| requirement_matches(r, &node.labels))
-        && fields.iter().all(|r| requirement_matches(r, &name_labels))
+    t.match_expressions
+        .iter()
+        .flatten()
+        .all(|r| requirement_matches(r, node.labels.get(&r.key).map(String::as_str)))
+        && t.match_fields.iter().flatten().all(|r| {
+            // metadata.name is the only field selector upstream supports.
+            let have = (r.key == "metadata.name").then_some(node.name.as_str());
+            requirement_matches(r, have)
+        })
 }
 
 /// nodeSelector and required node affinity.
@@ -287,68 +494,263 @@ pub fn node_affinity_matches(pod: &Pod, node: &NodeInfo) -> bool {
     }
 }
 
-/// Runs the filters in upstream's order; the first failing plugin's reasons are returned.
-pub fn filter(pod: &Pod, info: &PodInfo, node: &NodeInfo) -> Result<(), Vec<Reason>> {
-    let tolerations = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.tolerations.clone())
-        .unwrap_or_default();
-    // NodeUnschedulable
-    if node.unschedulable {
-        let t = Taint {
-            key: "node.kubernetes.io/unschedulable".into(),
-            effect: "NoSchedule".into(),
-            ..Default::default()
-        };
-        if !tolerates(&tolerations, &t) {
-            return Err(vec![Reason::Unschedulable]);
+/// Counts of matching pods by topology key, then topology value.
+pub type TopologyCounts = HashMap<String, HashMap<String, i64>>;
+
+fn count_at(m: &TopologyCounts, key: &str, node: &Labels) -> i64 {
+    match (m.get(key), node.get(key)) {
+        (Some(values), Some(v)) => values.get(v).copied().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn bump(m: &mut TopologyCounts, key: &str, node: &Labels, by: i64) {
+    let Some(v) = node.get(key) else { return };
+    if let Some(c) = m.get_mut(key).and_then(|values| values.get_mut(v)) {
+        *c += by;
+    } else {
+        *m.entry(key.to_string())
+            .or_default()
+            .entry(v.clone())
+            .or_insert(0) += by;
+    }
+}
+
+/// Adds `by` per pod in `nodes` to the domain of each node, for each topology key.
+fn bump_nodes(
+    m: &mut TopologyCounts,
+    keys: &[&str],
+    nodes: &NodeCounts,
+    by: i64,
+    cluster: &dyn Cluster,
+) {
+    for (node, n) in nodes {
+        if let Some(labels) = cluster.node_labels(node) {
+            for key in keys {
+                bump(m, key, labels, by * n);
+            }
         }
     }
-    // TaintToleration: NoSchedule and NoExecute taints must be tolerated.
-    if let Some(t) = node
-        .taints
-        .iter()
-        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
-        .find(|t| !tolerates(&tolerations, t))
-    {
-        return Err(vec![Reason::UntoleratedTaint {
-            key: t.key.clone(),
-            value: t.value.clone().unwrap_or_default(),
-        }]);
+}
+
+/// InterPodAffinity's PreFilter result: which topology domains hold pods that the incoming
+/// pod's required terms select, or whose required anti-affinity selects the incoming pod.
+#[derive(Debug, Default)]
+pub struct InterPodState {
+    /// Domains with existing pods whose required anti-affinity terms match the incoming pod.
+    existing_anti: TopologyCounts,
+    /// Domains with existing pods matching all of the incoming pod's required affinity terms.
+    affinity: TopologyCounts,
+    /// Domains with existing pods matching one of its required anti-affinity terms.
+    anti: TopologyCounts,
+    /// Whether the incoming pod matches all of its own required affinity terms.
+    matches_itself: bool,
+}
+
+impl InterPodState {
+    /// Computes the state, or `None` when InterPodAffinity has nothing to check (upstream's
+    /// Skip): the pod has no required terms and no existing pod's anti-affinity selects it.
+    pub fn new(pod: &PodInfo, cluster: &dyn Cluster) -> Option<InterPodState> {
+        let mut s = InterPodState::default();
+        cluster.each_affinity_group(&mut |terms, nodes| {
+            for t in &terms.required_anti_affinity {
+                if t.matches(&pod.namespace, &pod.labels, cluster) {
+                    let key = [t.topology_key.as_str()];
+                    bump_nodes(&mut s.existing_anti, &key, nodes, 1, cluster);
+                }
+            }
+        });
+        let terms = pod.affinity.as_deref();
+        let required = terms.map(|t| &t.required_affinity[..]).unwrap_or(&[]);
+        let anti = terms.map(|t| &t.required_anti_affinity[..]).unwrap_or(&[]);
+        if !required.is_empty() || !anti.is_empty() {
+            let required_keys: Vec<&str> =
+                required.iter().map(|t| t.topology_key.as_str()).collect();
+            cluster.each_pod_group(&mut |ns, labels, nodes| {
+                if !required.is_empty() && required.iter().all(|t| t.matches(ns, labels, cluster)) {
+                    bump_nodes(&mut s.affinity, &required_keys, nodes, 1, cluster);
+                }
+                for t in anti {
+                    if t.matches(ns, labels, cluster) {
+                        let key = [t.topology_key.as_str()];
+                        bump_nodes(&mut s.anti, &key, nodes, 1, cluster);
+                    }
+                }
+            });
+        }
+        if s.existing_anti.is_empty() && required.is_empty() && anti.is_empty() {
+            return None;
+        }
+        s.matches_itself = !required.is_empty()
+            && required
+                .iter()
+                .all(|t| t.matches(&pod.namespace, &pod.labels, cluster));
+        Some(s)
     }
-    // NodeAffinity
-    if !node_affinity_matches(pod, node) {
-        return Err(vec![Reason::NodeAffinity]);
-    }
-    // NodePorts
-    if info.host_ports.iter().any(|p| node.used_ports.contains(p)) {
-        return Err(vec![Reason::NodePorts]);
-    }
-    // NodeResourcesFit
-    let mut reasons = Vec::new();
-    if node.pod_count + 1 > node.allowed_pods {
-        reasons.push(Reason::TooManyPods);
-    }
-    if info.requests.milli_cpu > 0
-        && info.requests.milli_cpu > node.allocatable.milli_cpu - node.requested.milli_cpu
-    {
-        reasons.push(Reason::Insufficient("cpu".into()));
-    }
-    if info.requests.memory > 0
-        && info.requests.memory > node.allocatable.memory - node.requested.memory
-    {
-        reasons.push(Reason::Insufficient("memory".into()));
-    }
-    if reasons.is_empty() {
+
+    /// InterPodAffinity's Filter for one node.
+    pub fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Reason> {
+        let terms = pod.affinity.as_deref();
+        let required = terms.map(|t| &t.required_affinity[..]).unwrap_or(&[]);
+        let mut pods_exist = true;
+        for t in required {
+            // Every topology key must be a label of the node.
+            if !node.labels.contains_key(&t.topology_key) {
+                return Err(Reason::PodAffinity);
+            }
+            if count_at(&self.affinity, &t.topology_key, &node.labels) <= 0 {
+                pods_exist = false;
+            }
+        }
+        // The first pod of a group with affinity to itself: no pod anywhere matches yet, and
+        // the pod matches its own terms, so any node with the topology labels will do.
+        let first_of_group = self.affinity.is_empty() && self.matches_itself;
+        if !(pods_exist || first_of_group) {
+            return Err(Reason::PodAffinity);
+        }
+        for t in terms.map(|t| &t.required_anti_affinity[..]).unwrap_or(&[]) {
+            if count_at(&self.anti, &t.topology_key, &node.labels) > 0 {
+                return Err(Reason::PodAntiAffinity);
+            }
+        }
+        for (key, values) in &self.existing_anti {
+            if node
+                .labels
+                .get(key)
+                .and_then(|v| values.get(v))
+                .is_some_and(|c| *c > 0)
+            {
+                return Err(Reason::ExistingPodsAntiAffinity);
+            }
+        }
         Ok(())
-    } else {
-        Err(reasons)
+    }
+}
+
+/// One scheduling attempt of one pod: what it asks for, read once, and InterPodAffinity's
+/// precomputed state.
+pub struct Cycle<'a> {
+    pub pod: &'a Pod,
+    pub info: &'a PodInfo,
+    tolerations: &'a [Toleration],
+    inter_pod: Option<InterPodState>,
+}
+
+impl<'a> Cycle<'a> {
+    pub fn new(pod: &'a Pod, info: &'a PodInfo, cluster: &dyn Cluster) -> Cycle<'a> {
+        Cycle {
+            pod,
+            info,
+            tolerations: pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.tolerations.as_deref())
+                .unwrap_or(&[]),
+            inter_pod: InterPodState::new(info, cluster),
+        }
+    }
+
+    /// Runs the filters in upstream's order; the first failing plugin's reasons are returned.
+    pub fn filter(&self, node: &NodeInfo) -> Result<(), Vec<Reason>> {
+        let (pod, info) = (self.pod, self.info);
+        // NodeUnschedulable
+        if node.unschedulable
+            && !tolerates(
+                self.tolerations,
+                "node.kubernetes.io/unschedulable",
+                "",
+                "NoSchedule",
+            )
+        {
+            return Err(vec![Reason::Unschedulable]);
+        }
+        // TaintToleration: NoSchedule and NoExecute taints must be tolerated.
+        if let Some(t) = node
+            .taints
+            .iter()
+            .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+            .find(|t| !tolerates_taint(self.tolerations, t))
+        {
+            return Err(vec![Reason::UntoleratedTaint {
+                key: t.key.clone(),
+                value: t.value.clone().unwrap_or_default(),
+            }]);
+        }
+        // NodeAffinity
+        if !node_affinity_matches(pod, node) {
+            return Err(vec![Reason::NodeAffinity]);
+        }
+        // NodePorts
+        if info.host_ports.iter().any(|p| node.used_ports.contains(p)) {
+            return Err(vec![Reason::NodePorts]);
+        }
+        // NodeResourcesFit
+        let mut reasons = Vec::new();
+        if node.pod_count + 1 > node.allowed_pods {
+            reasons.push(Reason::TooManyPods);
+        }
+        let (req, free) = (&info.requests, |used: i64, cap: i64| cap - used);
+        if req.milli_cpu > 0
+            && req.milli_cpu > free(node.requested.milli_cpu, node.allocatable.milli_cpu)
+        {
+            reasons.push(Reason::Insufficient("cpu"));
+        }
+        if req.memory > 0 && req.memory > free(node.requested.memory, node.allocatable.memory) {
+            reasons.push(Reason::Insufficient("memory"));
+        }
+        if req.ephemeral_storage > 0
+            && req.ephemeral_storage
+                > free(
+                    node.requested.ephemeral_storage,
+                    node.allocatable.ephemeral_storage,
+                )
+        {
+            reasons.push(Reason::Insufficient("ephemeral-storage"));
+        }
+        if !reasons.is_empty() {
+            return Err(reasons);
+        }
+        // InterPodAffinity
+        if let Some(s) = &self.inter_pod {
+            s.filter(info, node).map_err(|r| vec![r])?;
+        }
+        Ok(())
+    }
+
+    /// Total scores of feasible nodes: each default score plugin's 0..100, times upstream's
+    /// default weight.
+    pub fn score(&self, nodes: &[&NodeInfo], cluster: &dyn Cluster) -> Vec<i64> {
+        let mut total: Vec<i64> = nodes
+            .iter()
+            .map(|n| least_allocated(self.info, n) + balanced_allocation(self.info, n))
+            .collect();
+        let mut add = |weight: i64, scores: Vec<i64>| {
+            for (t, s) in total.iter_mut().zip(scores) {
+                *t += weight * s;
+            }
+        };
+        add(
+            WEIGHT_TAINT_TOLERATION,
+            taint_toleration_scores(self.tolerations, nodes),
+        );
+        add(WEIGHT_NODE_AFFINITY, node_affinity_scores(self.pod, nodes));
+        add(WEIGHT_POD_TOPOLOGY_SPREAD, spread_scores(self.info, nodes));
+        add(
+            WEIGHT_INTER_POD_AFFINITY,
+            inter_pod_affinity_scores(self.info, nodes, cluster),
+        );
+        total
     }
 }
 
 /// Upstream's maximum node score.
 pub const MAX_SCORE: i64 = 100;
+
+/// Upstream's default score plugin weights (NodeResourcesFit and BalancedAllocation are 1).
+pub const WEIGHT_TAINT_TOLERATION: i64 = 3;
+pub const WEIGHT_NODE_AFFINITY: i64 = 2;
+pub const WEIGHT_POD_TOPOLOGY_SPREAD: i64 = 2;
+pub const WEIGHT_INTER_POD_AFFINITY: i64 = 2;
 
 /// NodeResourcesFit's LeastAllocated: more free cpu and memory scores higher.
 pub fn least_allocated(info: &PodInfo, node: &NodeInfo) -> i64 {
@@ -391,6 +793,22 @@ pub fn balanced_allocation(info: &PodInfo, node: &NodeInfo) -> i64 {
     ((1.0 - std) * MAX_SCORE as f64) as i64
 }
 
+/// Upstream's DefaultNormalizeScore: scales raw scores so the highest is 100 (reversed: the
+/// lowest is 100; all 100 when every raw score is 0).
+pub fn normalize(scores: &mut [i64], reverse: bool) {
+    let max = scores.iter().copied().max().unwrap_or(0);
+    for s in scores.iter_mut() {
+        if max == 0 {
+            *s = if reverse { MAX_SCORE } else { *s };
+            continue;
+        }
+        *s = MAX_SCORE * *s / max;
+        if reverse {
+            *s = MAX_SCORE - *s;
+        }
+    }
+}
+
 /// Spreading: the fewer pods of the same owner a node has, the higher (normalised over the
 /// feasible nodes, as upstream's default topology spreading by hostname).
 pub fn spread_scores(info: &PodInfo, nodes: &[&NodeInfo]) -> Vec<i64> {
@@ -412,57 +830,231 @@ pub fn spread_scores(info: &PodInfo, nodes: &[&NodeInfo]) -> Vec<i64> {
         .collect()
 }
 
-/// Total scores of feasible nodes with upstream's default weights (fit 1, balanced 1,
-/// topology spread 2).
-pub fn score(info: &PodInfo, nodes: &[&NodeInfo]) -> Vec<i64> {
-    let spread = spread_scores(info, nodes);
-    nodes
+/// TaintToleration's score: the fewer PreferNoSchedule taints the pod does not tolerate, the
+/// higher. Only tolerations with no effect or PreferNoSchedule count, as upstream.
+pub fn taint_toleration_scores(tolerations: &[Toleration], nodes: &[&NodeInfo]) -> Vec<i64> {
+    let mut scores: Vec<i64> = nodes
         .iter()
-        .zip(spread)
-        .map(|(n, s)| least_allocated(info, n) + balanced_allocation(info, n) + 2 * s)
+        .map(|n| {
+            n.taints
+                .iter()
+                .filter(|t| t.effect == "PreferNoSchedule")
+                .filter(|t| {
+                    !tolerations.iter().any(|tol| {
+                        tol.effect
+                            .as_deref()
+                            .is_none_or(|e| e.is_empty() || e == "PreferNoSchedule")
+                            && tolerates_taint(std::slice::from_ref(tol), t)
+                    })
+                })
+                .count() as i64
+        })
+        .collect();
+    normalize(&mut scores, true);
+    scores
+}
+
+/// NodeAffinity's score: the sum of the weights of the preferred terms a node matches,
+/// normalised so the best node scores 100.
+pub fn node_affinity_scores(pod: &Pod, nodes: &[&NodeInfo]) -> Vec<i64> {
+    let preferred: &[PreferredSchedulingTerm] = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|na| {
+            na.preferred_during_scheduling_ignored_during_execution
+                .as_deref()
+        })
+        .unwrap_or(&[]);
+    let mut scores: Vec<i64> = nodes
+        .iter()
+        .map(|n| {
+            preferred
+                .iter()
+                .filter(|t| t.weight != 0 && term_matches(&t.preference, n))
+                .map(|t| i64::from(t.weight))
+                .sum()
+        })
+        .collect();
+    normalize(&mut scores, false);
+    scores
+}
+
+/// Upstream's HardPodAffinityWeight: how much an existing pod's required affinity to the
+/// incoming pod counts as a preference for its domain.
+const HARD_POD_AFFINITY_WEIGHT: i64 = 1;
+
+/// InterPodAffinity's score: per topology domain, the weights of the incoming pod's preferred
+/// terms that existing pods there match (anti-affinity negative), plus existing pods' terms
+/// that match the incoming pod; then scaled so the lowest node is 0 and the highest 100.
+pub fn inter_pod_affinity_scores(
+    pod: &PodInfo,
+    nodes: &[&NodeInfo],
+    cluster: &dyn Cluster,
+) -> Vec<i64> {
+    let mut topology = TopologyCounts::new();
+    // The incoming pod's preferences, over every pod.
+    let own = pod.affinity.as_deref();
+    if let Some(t) =
+        own.filter(|t| !t.preferred_affinity.is_empty() || !t.preferred_anti_affinity.is_empty())
+    {
+        let weighted = t
+            .preferred_affinity
+            .iter()
+            .map(|(w, term)| (*w, term))
+            .chain(
+                t.preferred_anti_affinity
+                    .iter()
+                    .map(|(w, term)| (-*w, term)),
+            );
+        let weighted: Vec<(i64, &AffinityTerm)> = weighted.collect();
+        cluster.each_pod_group(&mut |ns, labels, pods| {
+            for (w, term) in &weighted {
+                if term.matches(ns, labels, cluster) {
+                    let key = [term.topology_key.as_str()];
+                    bump_nodes(&mut topology, &key, pods, *w, cluster);
+                }
+            }
+        });
+    }
+    // Existing pods' terms that select the incoming pod.
+    cluster.each_affinity_group(&mut |t, pods| {
+        let theirs = t
+            .required_affinity
+            .iter()
+            .map(|term| (HARD_POD_AFFINITY_WEIGHT, term))
+            .chain(t.preferred_affinity.iter().map(|(w, term)| (*w, term)))
+            .chain(
+                t.preferred_anti_affinity
+                    .iter()
+                    .map(|(w, term)| (-*w, term)),
+            );
+        for (w, term) in theirs {
+            if term.matches(&pod.namespace, &pod.labels, cluster) {
+                let key = [term.topology_key.as_str()];
+                bump_nodes(&mut topology, &key, pods, w, cluster);
+            }
+        }
+    });
+    if topology.is_empty() {
+        return vec![0; nodes.len()];
+    }
+    let raw: Vec<i64> = nodes
+        .iter()
+        .map(|n| {
+            topology
+                .iter()
+                .filter_map(|(key, values)| n.labels.get(key).and_then(|v| values.get(v)))
+                .sum()
+        })
+        .collect();
+    let max = raw.iter().copied().max().unwrap_or(0);
+    let min = raw.iter().copied().min().unwrap_or(0);
+    raw.iter()
+        .map(|s| {
+            if max > min {
+                (MAX_SCORE as f64 * ((s - min) as f64 / (max - min) as f64)) as i64
+            } else {
+                0
+            }
+        })
         .collect()
 }
 
-/// Upstream's FitError text, including what its default preemption adds.
-pub fn fit_error_message(num_nodes: usize, reasons: &[Vec<Reason>]) -> String {
-    if num_nodes == 0 {
-        return "no nodes available to schedule pods".into();
+/// Upstream's percentageOfNodesToScore, adaptive: how many feasible nodes to find before
+/// scoring. All nodes below 100; otherwise 50% less 1% per 125 nodes, at least 5%, and never
+/// fewer than 100 nodes.
+pub fn num_feasible_nodes_to_find(num_nodes: usize) -> usize {
+    const MIN_FEASIBLE_NODES: usize = 100;
+    const MIN_PERCENTAGE: usize = 5;
+    if num_nodes < MIN_FEASIBLE_NODES {
+        return num_nodes;
     }
-    let histogram = |items: Vec<String>| {
-        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        for i in items {
-            *counts.entry(i).or_insert(0) += 1;
+    let percentage = 50usize.saturating_sub(num_nodes / 125).max(MIN_PERCENTAGE);
+    (num_nodes * percentage / 100).max(MIN_FEASIBLE_NODES)
+}
+
+/// Why a pod fits nowhere: reasons counted over the nodes checked.
+#[derive(Debug, Default)]
+pub struct Diagnosis {
+    reasons: HashMap<Reason, usize>,
+    /// Nodes where evicting pods could help, and where it could not.
+    preemption_could_help: usize,
+    preemption_not_helpful: usize,
+    /// Whether some node failed for a reason a newly placed pod could remove.
+    pub waits_for_pods: bool,
+}
+
+impl Diagnosis {
+    pub fn add(&mut self, reasons: &[Reason]) {
+        for r in reasons {
+            *self.reasons.entry(r.clone()).or_insert(0) += 1;
+            self.waits_for_pods |= r.waits_for_pods();
         }
-        let mut parts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
-        parts.sort();
-        parts.join(", ")
-    };
-    let filter = histogram(reasons.iter().flatten().map(Reason::message).collect());
-    let preemption = histogram(
-        reasons
-            .iter()
-            .map(|rs| {
-                if rs.iter().all(Reason::preemption_could_help) {
-                    "No preemption victims found for incoming pod".to_string()
-                } else {
-                    "Preemption is not helpful for scheduling".to_string()
-                }
-            })
-            .collect(),
-    );
-    format!(
-        "0/{num_nodes} nodes are available: {filter}. preemption: 0/{num_nodes} nodes are available: {preemption}."
-    )
+        if reasons.iter().all(Reason::preemption_could_help) {
+            self.preemption_could_help += 1;
+        } else {
+            self.preemption_not_helpful += 1;
+        }
+    }
+
+    /// Upstream's FitError text, including what its default preemption adds.
+    pub fn message(&self, num_nodes: usize) -> String {
+        if num_nodes == 0 {
+            return "no nodes available to schedule pods".into();
+        }
+        let join = |counts: BTreeMap<String, usize>| {
+            let mut parts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            parts.sort();
+            parts.join(", ")
+        };
+        let mut filter = BTreeMap::new();
+        for (r, n) in &self.reasons {
+            *filter.entry(r.message()).or_insert(0) += n;
+        }
+        let mut preemption = BTreeMap::new();
+        for (what, n) in [
+            (
+                "No preemption victims found for incoming pod",
+                self.preemption_could_help,
+            ),
+            (
+                "Preemption is not helpful for scheduling",
+                self.preemption_not_helpful,
+            ),
+        ] {
+            if n > 0 {
+                preemption.insert(what.to_string(), n);
+            }
+        }
+        format!(
+            "0/{num_nodes} nodes are available: {}. preemption: 0/{num_nodes} nodes are available: {}.",
+            join(filter),
+            join(preemption)
+        )
+    }
+}
+
+/// The FitError text for the given reasons, one entry per node.
+pub fn fit_error_message(num_nodes: usize, reasons: &[Vec<Reason>]) -> String {
+    let mut d = Diagnosis::default();
+    for r in reasons {
+        d.add(r);
+    }
+    d.message(num_nodes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    fn node(name: &str, cpu: &str, mem: &str) -> NodeInfo {
-        let n: k8s_openapi::api::core::v1::Node = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name, "labels": {"disk": "ssd", "zone": "a"}},
-            "status": {"allocatable": {"cpu": cpu, "memory": mem, "pods": "110"}}
+    fn node_with(name: &str, cpu: &str, mem: &str, labels: serde_json::Value) -> NodeInfo {
+        let n: k8s_openapi::api::core::v1::Node = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": labels},
+            "status": {"allocatable": {"cpu": cpu, "memory": mem, "pods": "110",
+                                       "ephemeral-storage": "10Gi"}}
         }))
         .unwrap();
         let mut ni = NodeInfo::default();
@@ -470,14 +1062,86 @@ mod tests {
         ni
     }
 
+    fn node(name: &str, cpu: &str, mem: &str) -> NodeInfo {
+        node_with(name, cpu, mem, json!({"disk": "ssd", "zone": "a"}))
+    }
+
     fn pod(spec: serde_json::Value) -> Pod {
-        serde_json::from_value(serde_json::json!({"metadata": {"name": "p"}, "spec": spec}))
-            .unwrap()
+        serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "default"},
+                                      "spec": spec}))
+        .unwrap()
+    }
+
+    fn labelled(ns: &str, labels: serde_json::Value, spec: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": ns, "labels": labels}, "spec": spec}))
+        .unwrap()
     }
 
     fn cpu_pod(cpu: &str) -> Pod {
-        pod(serde_json::json!({"containers": [{"name": "c",
+        pod(json!({"containers": [{"name": "c",
             "resources": {"requests": {"cpu": cpu, "memory": "1Gi"}}}]}))
+    }
+
+    /// Pods on nodes, and namespace labels, for InterPodAffinity.
+    #[derive(Default)]
+    struct TestCluster {
+        pods: Vec<(PodInfo, String)>,
+        nodes: HashMap<String, Labels>,
+        namespaces: HashMap<String, Labels>,
+    }
+
+    impl TestCluster {
+        fn with_nodes(nodes: &[&NodeInfo]) -> TestCluster {
+            TestCluster {
+                nodes: nodes
+                    .iter()
+                    .map(|n| (n.name.clone(), n.labels.clone()))
+                    .collect(),
+                ..Default::default()
+            }
+        }
+        fn place(&mut self, p: &Pod, node: &str) {
+            self.pods.push((PodInfo::from_pod(p), node.to_string()));
+        }
+    }
+
+    impl Cluster for TestCluster {
+        // One group per pod: the grouping is the cache's business.
+        fn each_pod_group(&self, f: &mut dyn FnMut(&str, &Labels, &NodeCounts)) {
+            for (p, n) in &self.pods {
+                f(&p.namespace, &p.labels, &[(n.clone(), 1)].into())
+            }
+        }
+        fn each_affinity_group(&self, f: &mut dyn FnMut(&PodAffinityTerms, &NodeCounts)) {
+            for (p, n) in &self.pods {
+                if let Some(t) = &p.affinity {
+                    f(t, &[(n.clone(), 1)].into())
+                }
+            }
+        }
+        fn node_labels(&self, node: &str) -> Option<&Labels> {
+            self.nodes.get(node)
+        }
+        fn namespace_labels(&self, ns: &str) -> Option<&Labels> {
+            self.namespaces.get(ns)
+        }
+    }
+
+    /// Filters `p` on `n` in a cluster without other pods.
+    fn fit(p: &Pod, n: &NodeInfo) -> Result<(), Vec<Reason>> {
+        let info = PodInfo::from_pod(p);
+        Cycle::new(p, &info, &TestCluster::default()).filter(n)
+    }
+
+    /// Which of `nodes` pass the filters for `p` in `cluster` (by name, else the reason).
+    fn results(p: &Pod, nodes: &[&NodeInfo], cluster: &TestCluster) -> Vec<Result<(), Reason>> {
+        let info = PodInfo::from_pod(p);
+        let c = Cycle::new(p, &info, cluster);
+        nodes
+            .iter()
+            .map(|n| c.filter(n).map_err(|r| r[0].clone()))
+            .collect()
     }
 
     #[test]
@@ -487,21 +1151,37 @@ mod tests {
         let info = PodInfo::from_pod(&p);
         assert_eq!(info.requests.milli_cpu, 3000);
         assert_eq!(info.requests.memory, 1 << 30);
-        assert!(filter(&p, &info, &n).is_ok());
+        assert!(fit(&p, &n).is_ok());
         n.add_pod(&info);
-        assert_eq!(
-            filter(&p, &info, &n),
-            Err(vec![Reason::Insufficient("cpu".into())])
-        );
+        assert_eq!(fit(&p, &n), Err(vec![Reason::Insufficient("cpu")]));
         n.remove_pod(&info);
-        assert!(filter(&p, &info, &n).is_ok());
+        assert!(fit(&p, &n).is_ok());
         n.allowed_pods = 0;
-        assert_eq!(filter(&p, &info, &n), Err(vec![Reason::TooManyPods]));
+        assert_eq!(fit(&p, &n), Err(vec![Reason::TooManyPods]));
+    }
+
+    #[test]
+    fn ephemeral_storage_requests_must_fit() {
+        let mut n = node("a", "4", "16Gi");
+        assert_eq!(n.allocatable.ephemeral_storage, 10 << 30);
+        let p = pod(json!({"containers": [{"name": "c",
+            "resources": {"requests": {"ephemeral-storage": "6Gi"}}}]}));
+        let info = PodInfo::from_pod(&p);
+        assert_eq!(info.requests.ephemeral_storage, 6 << 30);
+        assert!(fit(&p, &n).is_ok());
+        n.add_pod(&info);
+        let err = fit(&p, &n).unwrap_err();
+        assert_eq!(err, vec![Reason::Insufficient("ephemeral-storage")]);
+        assert_eq!(
+            fit_error_message(1, &[err]),
+            "0/1 nodes are available: 1 Insufficient ephemeral-storage. preemption: 0/1 nodes \
+             are available: 1 No preemption victims found for incoming pod."
+        );
     }
 
     #[test]
     fn init_containers_take_the_max() {
-        let p = pod(serde_json::json!({
+        let p = pod(json!({
             "initContainers": [{"name": "i", "resources": {"requests": {"cpu": "2"}}}],
             "containers": [{"name": "a", "resources": {"requests": {"cpu": "500m"}}},
                            {"name": "b", "resources": {"requests": {"cpu": "500m"}}}]}));
@@ -511,29 +1191,32 @@ mod tests {
     #[test]
     fn node_selector_and_required_affinity() {
         let n = node("a", "4", "16Gi");
-        let sel = pod(serde_json::json!({"nodeSelector": {"disk": "hdd"}, "containers": []}));
-        assert_eq!(
-            filter(&sel, &PodInfo::from_pod(&sel), &n),
-            Err(vec![Reason::NodeAffinity])
-        );
+        let sel = pod(json!({"nodeSelector": {"disk": "hdd"}, "containers": []}));
+        assert_eq!(fit(&sel, &n), Err(vec![Reason::NodeAffinity]));
         let aff = |op: &str, vals: serde_json::Value| {
-            pod(
-                serde_json::json!({"containers": [], "affinity": {"nodeAffinity": {
+            pod(json!({"containers": [], "affinity": {"nodeAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-                    {"matchExpressions": [{"key": "zone", "operator": op, "values": vals}]}]}}}}),
-            )
+                    {"matchExpressions": [{"key": "zone", "operator": op, "values": vals}]}]}}}}))
         };
         for (op, vals, ok) in [
-            ("In", serde_json::json!(["a", "b"]), true),
-            ("In", serde_json::json!(["b"]), false),
-            ("NotIn", serde_json::json!(["a"]), false),
-            ("NotIn", serde_json::json!(["b"]), true),
-            ("Exists", serde_json::json!(null), true),
-            ("DoesNotExist", serde_json::json!(null), false),
+            ("In", json!(["a", "b"]), true),
+            ("In", json!(["b"]), false),
+            ("NotIn", json!(["a"]), false),
+            ("NotIn", json!(["b"]), true),
+            ("Exists", json!(null), true),
+            ("DoesNotExist", json!(null), false),
         ] {
             let p = aff(op, vals);
             assert_eq!(node_affinity_matches(&p, &n), ok, "{op}");
         }
+        let by_name = |name: &str| {
+            pod(json!({"containers": [], "affinity": {"nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                    {"matchFields": [{"key": "metadata.name", "operator": "In",
+                                      "values": [name]}]}]}}}}))
+        };
+        assert!(node_affinity_matches(&by_name("a"), &n));
+        assert!(!node_affinity_matches(&by_name("b"), &n));
     }
 
     #[test]
@@ -545,39 +1228,248 @@ mod tests {
             effect: "NoSchedule".into(),
             time_added: None,
         }];
-        let plain = pod(serde_json::json!({"containers": []}));
-        let err = filter(&plain, &PodInfo::from_pod(&plain), &n).unwrap_err();
+        let plain = pod(json!({"containers": []}));
+        let err = fit(&plain, &n).unwrap_err();
         assert_eq!(
             err[0].message(),
             "node(s) had untolerated taint {dedicated: gpu}"
         );
-        let tol = pod(serde_json::json!({"containers": [], "tolerations": [
+        let tol = pod(json!({"containers": [], "tolerations": [
             {"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]}));
-        assert!(filter(&tol, &PodInfo::from_pod(&tol), &n).is_ok());
-        let exists =
-            pod(serde_json::json!({"containers": [], "tolerations": [{"operator": "Exists"}]}));
-        assert!(filter(&exists, &PodInfo::from_pod(&exists), &n).is_ok());
+        assert!(fit(&tol, &n).is_ok());
+        let exists = pod(json!({"containers": [], "tolerations": [{"operator": "Exists"}]}));
+        assert!(fit(&exists, &n).is_ok());
+        // Taints come before node affinity, as upstream's plugin order.
+        let both = pod(json!({"containers": [], "nodeSelector": {"disk": "hdd"}}));
+        assert_eq!(fit(&both, &n).unwrap_err()[0].message(), err[0].message());
         // PreferNoSchedule does not filter.
         n.taints[0].effect = "PreferNoSchedule".into();
-        assert!(filter(&plain, &PodInfo::from_pod(&plain), &n).is_ok());
+        assert!(fit(&plain, &n).is_ok());
         n.taints.clear();
         n.unschedulable = true;
-        assert_eq!(
-            filter(&plain, &PodInfo::from_pod(&plain), &n),
-            Err(vec![Reason::Unschedulable])
-        );
+        assert_eq!(fit(&plain, &n), Err(vec![Reason::Unschedulable]));
     }
 
     #[test]
     fn host_ports_conflict() {
         let mut n = node("a", "4", "16Gi");
         let p = pod(
-            serde_json::json!({"containers": [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}),
+            json!({"containers": [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}),
         );
         let info = PodInfo::from_pod(&p);
-        assert!(filter(&p, &info, &n).is_ok());
+        assert!(fit(&p, &n).is_ok());
         n.add_pod(&info);
-        assert_eq!(filter(&p, &info, &n), Err(vec![Reason::NodePorts]));
+        assert_eq!(fit(&p, &n), Err(vec![Reason::NodePorts]));
+    }
+
+    /// Three nodes: a and b in zone z1, c in zone z2.
+    fn zoned() -> (NodeInfo, NodeInfo, NodeInfo) {
+        let n = |name: &str, zone: &str| {
+            node_with(
+                name,
+                "4",
+                "16Gi",
+                json!({"kubernetes.io/hostname": name, "zone": zone}),
+            )
+        };
+        (n("a", "z1"), n("b", "z1"), n("c", "z2"))
+    }
+
+    fn required(kind: &str, labels: serde_json::Value, key: &str) -> serde_json::Value {
+        json!({"containers": [], "affinity": {kind: {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": labels}, "topologyKey": key}]}}})
+    }
+
+    #[test]
+    fn required_pod_affinity_needs_a_matching_pod_in_the_domain() {
+        let (a, b, c) = zoned();
+        let nodes = [&a, &b, &c];
+        let mut cluster = TestCluster::with_nodes(&nodes);
+        let db = labelled("default", json!({"app": "db"}), json!({"containers": []}));
+        cluster.place(&db, "a");
+        let host = pod(required(
+            "podAffinity",
+            json!({"app": "db"}),
+            "kubernetes.io/hostname",
+        ));
+        assert_eq!(
+            results(&host, &nodes, &cluster),
+            vec![Ok(()), Err(Reason::PodAffinity), Err(Reason::PodAffinity)]
+        );
+        let zone = pod(required("podAffinity", json!({"app": "db"}), "zone"));
+        assert_eq!(
+            results(&zone, &nodes, &cluster),
+            vec![Ok(()), Ok(()), Err(Reason::PodAffinity)]
+        );
+        // A db pod in another namespace does not count, unless the term names it.
+        let mut other = TestCluster::with_nodes(&nodes);
+        let db_elsewhere = labelled("team", json!({"app": "db"}), json!({"containers": []}));
+        other.place(&db_elsewhere, "b");
+        assert!(results(&host, &nodes, &other).iter().all(|r| r.is_err()));
+        let mut spec = required(
+            "podAffinity",
+            json!({"app": "db"}),
+            "kubernetes.io/hostname",
+        );
+        spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+            ["namespaces"] = json!(["team"]);
+        assert_eq!(
+            results(&pod(spec.clone()), &nodes, &other),
+            vec![Err(Reason::PodAffinity), Ok(()), Err(Reason::PodAffinity)]
+        );
+        // A namespace selector matches by the namespace's labels; `{}` matches every one.
+        let term = &mut spec["affinity"]["podAffinity"]
+            ["requiredDuringSchedulingIgnoredDuringExecution"][0];
+        term["namespaces"] = json!(null);
+        term["namespaceSelector"] = json!({"matchLabels": {"tier": "data"}});
+        assert!(results(&pod(spec.clone()), &nodes, &other)
+            .iter()
+            .all(|r| r.is_err()));
+        other
+            .namespaces
+            .insert("team".into(), [("tier".into(), "data".into())].into());
+        assert_eq!(results(&pod(spec.clone()), &nodes, &other)[1], Ok(()));
+        other.namespaces.clear();
+        spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+            ["namespaceSelector"] = json!({});
+        assert_eq!(results(&pod(spec), &nodes, &other)[1], Ok(()));
+    }
+
+    #[test]
+    fn the_first_pod_of_a_self_affine_group_may_go_anywhere() {
+        let (a, b, c) = zoned();
+        let bare = node_with("bare", "4", "16Gi", json!({}));
+        let nodes = [&a, &b, &c, &bare];
+        let mut cluster = TestCluster::with_nodes(&nodes);
+        let spec = required(
+            "podAffinity",
+            json!({"app": "cache"}),
+            "kubernetes.io/hostname",
+        );
+        let first = labelled("default", json!({"app": "cache"}), spec.clone());
+        // Nodes without the topology label never qualify.
+        assert_eq!(
+            results(&first, &nodes, &cluster),
+            vec![Ok(()), Ok(()), Ok(()), Err(Reason::PodAffinity)]
+        );
+        // A pod that does not match its own terms gets no such pass.
+        let stranger = labelled("default", json!({"app": "web"}), spec.clone());
+        assert!(results(&stranger, &nodes, &cluster)
+            .iter()
+            .all(|r| *r == Err(Reason::PodAffinity)));
+        // Once one exists, the rest follow it.
+        cluster.place(&first, "b");
+        assert_eq!(
+            results(&first, &nodes, &cluster),
+            vec![
+                Err(Reason::PodAffinity),
+                Ok(()),
+                Err(Reason::PodAffinity),
+                Err(Reason::PodAffinity)
+            ]
+        );
+    }
+
+    #[test]
+    fn required_anti_affinity_avoids_domains_with_matching_pods() {
+        let (a, b, c) = zoned();
+        let nodes = [&a, &b, &c];
+        let mut cluster = TestCluster::with_nodes(&nodes);
+        let web = labelled("default", json!({"app": "web"}), json!({"containers": []}));
+        cluster.place(&web, "a");
+        let host = pod(required(
+            "podAntiAffinity",
+            json!({"app": "web"}),
+            "kubernetes.io/hostname",
+        ));
+        assert_eq!(
+            results(&host, &nodes, &cluster),
+            vec![Err(Reason::PodAntiAffinity), Ok(()), Ok(())]
+        );
+        let zone = pod(required("podAntiAffinity", json!({"app": "web"}), "zone"));
+        assert_eq!(
+            results(&zone, &nodes, &cluster),
+            vec![
+                Err(Reason::PodAntiAffinity),
+                Err(Reason::PodAntiAffinity),
+                Ok(())
+            ]
+        );
+    }
+
+    #[test]
+    fn existing_pods_anti_affinity_is_symmetric() {
+        let (a, b, c) = zoned();
+        let nodes = [&a, &b, &c];
+        let mut cluster = TestCluster::with_nodes(&nodes);
+        // A pod on a that wants no app=web pod in its zone.
+        let loner = labelled(
+            "default",
+            json!({"app": "loner"}),
+            required("podAntiAffinity", json!({"app": "web"}), "zone"),
+        );
+        cluster.place(&loner, "a");
+        let web = labelled("default", json!({"app": "web"}), json!({"containers": []}));
+        assert_eq!(
+            results(&web, &nodes, &cluster),
+            vec![
+                Err(Reason::ExistingPodsAntiAffinity),
+                Err(Reason::ExistingPodsAntiAffinity),
+                Ok(())
+            ]
+        );
+        // Pods it does not select, or in other namespaces, are not affected.
+        let other = labelled("default", json!({"app": "db"}), json!({"containers": []}));
+        assert!(results(&other, &nodes, &cluster).iter().all(|r| r.is_ok()));
+        let web_elsewhere = labelled("team", json!({"app": "web"}), json!({"containers": []}));
+        assert!(results(&web_elsewhere, &nodes, &cluster)
+            .iter()
+            .all(|r| r.is_ok()));
+        // Without pods with affinity and without terms of its own, the plugin is skipped.
+        let info = PodInfo::from_pod(&web);
+        assert!(InterPodState::new(&info, &TestCluster::with_nodes(&nodes)).is_none());
+    }
+
+    #[test]
+    fn replicas_with_anti_affinity_to_each_other_take_one_node_each() {
+        let (a, b, c) = zoned();
+        let nodes = [&a, &b, &c];
+        let mut cluster = TestCluster::with_nodes(&nodes);
+        let replica = labelled(
+            "default",
+            json!({"app": "web"}),
+            required(
+                "podAntiAffinity",
+                json!({"app": "web"}),
+                "kubernetes.io/hostname",
+            ),
+        );
+        for n in ["a", "b", "c"] {
+            cluster.place(&replica, n);
+        }
+        let r = results(&replica, &nodes, &cluster);
+        assert!(
+            r.iter().all(|r| *r == Err(Reason::PodAntiAffinity)),
+            "{r:?}"
+        );
+        let reasons: Vec<Vec<Reason>> = r.into_iter().map(|r| vec![r.unwrap_err()]).collect();
+        assert_eq!(
+            fit_error_message(3, &reasons),
+            "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules. \
+             preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
+        );
+        assert_eq!(
+            fit_error_message(3, &vec![vec![Reason::PodAffinity]; 3]),
+            "0/3 nodes are available: 3 node(s) didn't match pod affinity rules. \
+             preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+        );
+        assert_eq!(
+            fit_error_message(1, &[vec![Reason::ExistingPodsAntiAffinity]]),
+            "0/1 nodes are available: 1 node(s) didn't satisfy existing pods anti-affinity \
+             rules. preemption: 0/1 nodes are available: 1 No preemption victims found for \
+             incoming pod."
+        );
     }
 
     #[test]
@@ -595,19 +1487,163 @@ mod tests {
     fn spreading_prefers_nodes_without_siblings() {
         let mut a = node("a", "4", "16Gi");
         let b = node("b", "4", "16Gi");
+        let p = cpu_pod("100m");
         let info = PodInfo {
             owner: Some("rs-uid".into()),
-            ..PodInfo::from_pod(&cpu_pod("100m"))
+            ..PodInfo::from_pod(&p)
         };
         a.add_pod(&info);
         assert_eq!(spread_scores(&info, &[&a, &b]), vec![0, 100]);
-        let s = score(&info, &[&a, &b]);
+        let s = Cycle::new(&p, &info, &TestCluster::default())
+            .score(&[&a, &b], &TestCluster::default());
         assert!(s[1] > s[0]);
     }
 
     #[test]
+    fn preferred_node_affinity_sums_weights_normalised() {
+        let (a, b, c) = zoned();
+        let p = pod(json!({"containers": [], "affinity": {"nodeAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 80, "preference": {"matchExpressions": [
+                    {"key": "kubernetes.io/hostname", "operator": "In", "values": ["a"]}]}},
+                {"weight": 20, "preference": {"matchExpressions": [
+                    {"key": "zone", "operator": "In", "values": ["z1"]}]}},
+                {"weight": 0, "preference": {"matchExpressions": [
+                    {"key": "zone", "operator": "In", "values": ["z2"]}]}}]}}}));
+        assert_eq!(node_affinity_scores(&p, &[&a, &b, &c]), vec![100, 20, 0]);
+        // Only the feasible nodes count.
+        assert_eq!(node_affinity_scores(&p, &[&b, &c]), vec![100, 0]);
+        let none = pod(json!({"containers": []}));
+        assert_eq!(node_affinity_scores(&none, &[&a, &b]), vec![0, 0]);
+        // Weighted 2 in the total, it outweighs resource scores.
+        let info = PodInfo::from_pod(&p);
+        let empty = TestCluster::default();
+        let total = Cycle::new(&p, &info, &empty).score(&[&a, &b, &c], &empty);
+        assert!(total[0] > total[1] && total[1] > total[2], "{total:?}");
+    }
+
+    #[test]
+    fn prefer_no_schedule_taints_score_lower() {
+        let taint = |key: &str, effect: &str| Taint {
+            key: key.into(),
+            value: None,
+            effect: effect.into(),
+            time_added: None,
+        };
+        let (mut a, mut b, c) = zoned();
+        a.taints = vec![
+            taint("x", "PreferNoSchedule"),
+            taint("y", "PreferNoSchedule"),
+        ];
+        b.taints = vec![taint("x", "PreferNoSchedule"), taint("z", "NoExecute")];
+        assert_eq!(
+            taint_toleration_scores(&[], &[&a, &b, &c]),
+            vec![0, 50, 100]
+        );
+        let tol = |key: &str, effect: Option<&str>| Toleration {
+            key: Some(key.into()),
+            operator: Some("Exists".into()),
+            effect: effect.map(Into::into),
+            ..Default::default()
+        };
+        assert_eq!(
+            taint_toleration_scores(&[tol("x", None)], &[&a, &b, &c]),
+            vec![0, 100, 100]
+        );
+        // A toleration for another effect does not count.
+        assert_eq!(
+            taint_toleration_scores(&[tol("x", Some("NoSchedule"))], &[&a, &b, &c]),
+            vec![0, 50, 100]
+        );
+        assert_eq!(
+            taint_toleration_scores(&[tol("x", None), tol("y", None)], &[&a, &b, &c]),
+            vec![100, 100, 100]
+        );
+    }
+
+    fn preferred(
+        kind: &str,
+        weight: i32,
+        labels: serde_json::Value,
+        key: &str,
+    ) -> serde_json::Value {
+        json!({"containers": [], "affinity": {kind: {
+            "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": weight,
+                "podAffinityTerm": {"labelSelector": {"matchLabels": labels},
+                                    "topologyKey": key}}]}}})
+    }
+
+    #[test]
+    fn preferred_pod_affinity_scores() {
+        let (a, b, c) = zoned();
+        let nodes = [&a, &b, &c];
+        let mut cluster = TestCluster::with_nodes(&nodes);
+        let db = labelled("default", json!({"app": "db"}), json!({"containers": []}));
+        cluster.place(&db, "a");
+        let score = |p: &Pod, cluster: &TestCluster| {
+            inter_pod_affinity_scores(&PodInfo::from_pod(p), &nodes, cluster)
+        };
+        let near = pod(preferred("podAffinity", 10, json!({"app": "db"}), "zone"));
+        assert_eq!(score(&near, &cluster), vec![100, 100, 0]);
+        let away = pod(preferred(
+            "podAntiAffinity",
+            10,
+            json!({"app": "db"}),
+            "kubernetes.io/hostname",
+        ));
+        assert_eq!(score(&away, &cluster), vec![0, 100, 100]);
+        // Nothing matches: every node scores 0.
+        let none = pod(preferred("podAffinity", 10, json!({"app": "x"}), "zone"));
+        assert_eq!(score(&none, &cluster), vec![0, 0, 0]);
+
+        // Existing pods' terms count for the incoming pod: preferred anti-affinity against
+        // it, and required affinity to it (weight 1).
+        let mut cluster = TestCluster::with_nodes(&nodes);
+        let shy = labelled(
+            "default",
+            json!({"app": "shy"}),
+            preferred(
+                "podAntiAffinity",
+                50,
+                json!({"app": "web"}),
+                "kubernetes.io/hostname",
+            ),
+        );
+        cluster.place(&shy, "a");
+        let web = labelled("default", json!({"app": "web"}), json!({"containers": []}));
+        assert_eq!(score(&web, &cluster), vec![0, 100, 100]);
+        let fan = labelled(
+            "default",
+            json!({"app": "fan"}),
+            required("podAffinity", json!({"app": "web"}), "zone"),
+        );
+        cluster.place(&fan, "c");
+        assert_eq!(score(&web, &cluster), vec![0, 98, 100]);
+        cluster.pods.remove(0);
+        assert_eq!(score(&web, &cluster), vec![0, 0, 100]);
+    }
+
+    #[test]
+    fn nodes_to_find_follows_percentage_of_nodes_to_score() {
+        for (nodes, want) in [
+            (0, 0),
+            (3, 3),
+            (99, 99),
+            (100, 100),
+            (200, 100),
+            (1000, 420),
+            (5000, 500),
+            (6000, 300),
+            (10_000, 500),
+            (100_000, 5000),
+        ] {
+            assert_eq!(num_feasible_nodes_to_find(nodes), want, "{nodes} nodes");
+        }
+    }
+
+    #[test]
     fn fit_error_message_matches_upstream() {
-        let r = vec![vec![Reason::Insufficient("cpu".into())]; 3];
+        let r = vec![vec![Reason::Insufficient("cpu")]; 3];
         assert_eq!(
             fit_error_message(3, &r),
             "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: \
@@ -618,11 +1654,8 @@ mod tests {
                 key: "node-role.kubernetes.io/control-plane".into(),
                 value: "".into(),
             }],
-            vec![
-                Reason::Insufficient("cpu".into()),
-                Reason::Insufficient("memory".into()),
-            ],
-            vec![Reason::Insufficient("cpu".into())],
+            vec![Reason::Insufficient("cpu"), Reason::Insufficient("memory")],
+            vec![Reason::Insufficient("cpu")],
         ];
         assert_eq!(
             fit_error_message(3, &mixed),
