@@ -143,6 +143,10 @@ pub struct Informers {
     cron_jobs: std::sync::OnceLock<Arc<Informer<k8s_openapi::api::batch::v1::CronJob>>>,
     persistent_volume_claims:
         std::sync::OnceLock<Arc<Informer<k8s_openapi::api::core::v1::PersistentVolumeClaim>>>,
+    replication_controllers:
+        std::sync::OnceLock<Arc<Informer<k8s_openapi::api::core::v1::ReplicationController>>>,
+    pod_disruption_budgets:
+        std::sync::OnceLock<Arc<Informer<k8s_openapi::api::policy::v1::PodDisruptionBudget>>>,
 }
 
 macro_rules! informer_getter {
@@ -174,6 +178,8 @@ impl Informers {
             jobs: Default::default(),
             cron_jobs: Default::default(),
             persistent_volume_claims: Default::default(),
+            replication_controllers: Default::default(),
+            pod_disruption_budgets: Default::default(),
         })
     }
 
@@ -205,6 +211,14 @@ impl Informers {
         persistent_volume_claims,
         k8s_openapi::api::core::v1::PersistentVolumeClaim
     );
+    informer_getter!(
+        replication_controllers,
+        k8s_openapi::api::core::v1::ReplicationController
+    );
+    informer_getter!(
+        pod_disruption_budgets,
+        k8s_openapi::api::policy::v1::PodDisruptionBudget
+    );
 
     /// Starts every informer created so far. Call after all components registered handlers.
     pub fn start(&self) {
@@ -226,7 +240,9 @@ impl Informers {
             controller_revisions,
             jobs,
             cron_jobs,
-            persistent_volume_claims
+            persistent_volume_claims,
+            replication_controllers,
+            pod_disruption_budgets
         );
     }
 }

@@ -5,6 +5,7 @@
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod expectations;
@@ -62,4 +63,5 @@ pub fn start(informers: &Arc<Informers>) {
     statefulset::start(informers);
     daemonset::start(informers);
     cronjob::start(informers);
+    disruption::start(informers);
 }
