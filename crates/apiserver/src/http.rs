@@ -40,8 +40,21 @@ pub fn json(code: u16, v: &Value) -> Response {
     )
 }
 
+/// A `Status` error response. One that suggests when to try again also says so in a
+/// `Retry-After` header, as upstream does: client-go waits and retries by it.
 pub fn error(e: &StatusError) -> Response {
-    json(e.code, &e.to_status())
+    let mut r = json(e.code, &e.to_status());
+    if let Some(secs) = e
+        .details
+        .as_ref()
+        .and_then(|d| d.get("retryAfterSeconds"))
+        .and_then(Value::as_u64)
+        .filter(|s| *s > 0)
+    {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    r
 }
 
 pub fn text(code: u16, s: impl Into<String>) -> Response {

@@ -733,6 +733,13 @@ async fn resource_request(
             Ok(resp)
         }
         (Some("scale"), v) => scale(reg, &info, ns, name, v, &media, &body, &query).await,
+        (Some("eviction"), "create") => {
+            let obj = h::decode_body(&media, &body)?;
+            let ns = ns.unwrap_or_default();
+            let opts = crate::registry::eviction::delete_options(&obj, name, ns, &query)?;
+            let (code, status) = reg.evict(&info, ns, name, opts).await?;
+            Ok(h::json(code, &status))
+        }
         (Some("binding"), "create") => {
             let obj = h::decode_body(&media, &body)?;
             let opts = write_options(&query)?;

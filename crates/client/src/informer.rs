@@ -144,6 +144,10 @@ pub struct Informers {
     persistent_volume_claims:
         std::sync::OnceLock<Arc<Informer<k8s_openapi::api::core::v1::PersistentVolumeClaim>>>,
     leases: std::sync::OnceLock<Arc<Informer<k8s_openapi::api::coordination::v1::Lease>>>,
+    replication_controllers:
+        std::sync::OnceLock<Arc<Informer<k8s_openapi::api::core::v1::ReplicationController>>>,
+    pod_disruption_budgets:
+        std::sync::OnceLock<Arc<Informer<k8s_openapi::api::policy::v1::PodDisruptionBudget>>>,
 }
 
 macro_rules! informer_getter {
@@ -176,6 +180,8 @@ impl Informers {
             cron_jobs: Default::default(),
             persistent_volume_claims: Default::default(),
             leases: Default::default(),
+            replication_controllers: Default::default(),
+            pod_disruption_budgets: Default::default(),
         })
     }
 
@@ -208,6 +214,14 @@ impl Informers {
         k8s_openapi::api::core::v1::PersistentVolumeClaim
     );
     informer_getter!(leases, k8s_openapi::api::coordination::v1::Lease);
+    informer_getter!(
+        replication_controllers,
+        k8s_openapi::api::core::v1::ReplicationController
+    );
+    informer_getter!(
+        pod_disruption_budgets,
+        k8s_openapi::api::policy::v1::PodDisruptionBudget
+    );
 
     /// Starts every informer created so far. Call after all components registered handlers.
     pub fn start(&self) {
@@ -230,7 +244,9 @@ impl Informers {
             jobs,
             cron_jobs,
             persistent_volume_claims,
-            leases
+            leases,
+            replication_controllers,
+            pod_disruption_budgets
         );
     }
 }

@@ -5,6 +5,7 @@
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod expectations;
@@ -71,4 +72,5 @@ pub fn start(informers: &Arc<Informers>, config: &Config) {
     daemonset::start(informers);
     cronjob::start(informers);
     nodelifecycle::start(informers, config.node_lifecycle.clone());
+    disruption::start(informers);
 }

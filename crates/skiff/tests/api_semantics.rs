@@ -444,3 +444,191 @@ async fn pod_priority_comes_from_its_priority_class() {
     assert_eq!(p["spec"]["priority"], 100);
     assert_eq!(p["spec"]["preemptionPolicy"], "Never");
 }
+
+/// Polls `f` every 100 ms until it returns Some, for at most 20 s.
+async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The eviction subresource against budgets the disruption controller keeps up to date.
+/// Pods here are bound to a node no kubelet serves, and made Running and Ready by the test,
+/// so nothing but the test and the controllers changes them.
+#[tokio::test]
+async fn eviction_asks_the_pods_disruption_budget() {
+    let api = start().await;
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ev"}});
+    assert_eq!(api.json("POST", "/api/v1/namespaces", &ns).await.0, 201);
+    let pods = "/api/v1/namespaces/ev/pods";
+    let pdbs = "/apis/policy/v1/namespaces/ev/poddisruptionbudgets";
+    let evict = |pod: &str, delete_options: Value| {
+        let body = json!({"apiVersion": "policy/v1", "kind": "Eviction",
+            "metadata": {"name": pod, "namespace": "ev"}, "deleteOptions": delete_options});
+        (format!("{pods}/{pod}/eviction"), body)
+    };
+    for name in ["p1", "p2"] {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app": "ev"}},
+            "spec": {"nodeName": "nowhere", "containers": [{"name": "c", "image": "nginx"}]}});
+        assert_eq!(api.json("POST", pods, &pod).await.0, 201);
+        let status = json!({"status": {"phase": "Running", "conditions": [
+            {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+        let (code, d) = api
+            .json("PATCH", &format!("{pods}/{name}/status"), &status)
+            .await;
+        assert_eq!(code, 200, "{d}");
+    }
+    // Not yet started: evicted without asking any budget.
+    let pending = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "pending", "labels": {"app": "ev"}},
+        "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+    assert_eq!(api.json("POST", pods, &pending).await.0, 201);
+
+    // Discovery tells clients (kubectl drain) which Eviction version to send.
+    let (_, list) = api.get("/api/v1").await;
+    let sub = list["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "pods/eviction")
+        .cloned()
+        .expect("pods/eviction is listed");
+    assert_eq!(
+        (&sub["group"], &sub["version"], &sub["kind"], &sub["verbs"]),
+        (
+            &json!("policy"),
+            &json!("v1"),
+            &json!("Eviction"),
+            &json!(["create"])
+        )
+    );
+
+    // A missing pod is a 404; a body naming another pod is refused.
+    let (path, body) = evict("missing", json!({}));
+    let (code, st) = api.json("POST", &path, &body).await;
+    assert_eq!(code, 404, "{st}");
+    assert_eq!(st["message"], "pods \"missing\" not found");
+    let (path, _) = evict("p1", json!({}));
+    let (_, other) = evict("p2", json!({}));
+    let (code, st) = api.json("POST", &path, &other).await;
+    assert_eq!(code, 400);
+    assert_eq!(
+        st["message"],
+        "name in URL does not match name in Eviction object"
+    );
+
+    // minAvailable 2 of 2 healthy: nothing may go.
+    let pdb = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": "ev"},
+        "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "ev"}}}});
+    assert_eq!(api.json("POST", pdbs, &pdb).await.0, 201);
+    let status = eventually("the budget's status", || async {
+        let (_, b) = api.get(&format!("{pdbs}/ev")).await;
+        (b["status"]["observedGeneration"] == 1).then(|| b["status"].clone())
+    })
+    .await;
+    assert_eq!(
+        (
+            &status["currentHealthy"],
+            &status["desiredHealthy"],
+            &status["expectedPods"],
+            &status["disruptionsAllowed"]
+        ),
+        (&json!(2), &json!(2), &json!(3), &json!(0)),
+        "{status}"
+    );
+    assert_eq!(status["conditions"][0]["reason"], "InsufficientPods");
+    let (path, body) = evict("p1", json!({}));
+    let (code, st) = api.json("POST", &path, &body).await;
+    assert_eq!(code, 429, "{st}");
+    assert_eq!(st["reason"], "TooManyRequests");
+    assert_eq!(
+        st["message"],
+        "Cannot evict pod as it would violate the pod's disruption budget."
+    );
+    assert_eq!(
+        st["details"]["causes"],
+        json!([{"reason": "DisruptionBudget",
+            "message": "The disruption budget ev needs 2 healthy pods and has 2 currently"}])
+    );
+    assert_eq!(api.get(&format!("{pods}/p1")).await.0, 200);
+    let (path, body) = evict("pending", json!({}));
+    let (code, st) = api.json("POST", &path, &body).await;
+    assert_eq!((code, &st["status"]), (201, &json!("Success")), "{st}");
+    assert_eq!(api.get(&format!("{pods}/pending")).await.0, 404);
+
+    // minAvailable 1: one may go. A dry run takes nothing.
+    let (code, _) = api
+        .json(
+            "PATCH",
+            &format!("{pdbs}/ev"),
+            &json!({"spec": {"minAvailable": 1}}),
+        )
+        .await;
+    assert_eq!(code, 200);
+    eventually("one allowed disruption", || async {
+        let (_, b) = api.get(&format!("{pdbs}/ev")).await;
+        (b["status"]["observedGeneration"] == 2 && b["status"]["disruptionsAllowed"] == 1)
+            .then_some(())
+    })
+    .await;
+    let (path, body) = evict("p1", json!({"dryRun": ["All"]}));
+    let (code, _) = api.json("POST", &path, &body).await;
+    assert_eq!(code, 201);
+    let (_, p1) = api.get(&format!("{pods}/p1")).await;
+    assert!(p1["metadata"]["deletionTimestamp"].is_null(), "{p1}");
+    let (_, b) = api.get(&format!("{pdbs}/ev")).await;
+    assert_eq!(b["status"]["disruptionsAllowed"], 1);
+
+    // The real eviction: marked as a disruption target, deleted gracefully, and the budget
+    // has nothing left for the other pod.
+    let (code, st) = api.json("POST", &path, &evict("p1", json!({})).1).await;
+    assert_eq!(code, 201, "{st}");
+    let (_, p1) = api.get(&format!("{pods}/p1")).await;
+    assert!(p1["metadata"]["deletionTimestamp"].is_string(), "{p1}");
+    let target = p1["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "DisruptionTarget")
+        .cloned()
+        .expect("DisruptionTarget condition");
+    assert_eq!(
+        (&target["status"], &target["reason"], &target["message"]),
+        (
+            &json!("True"),
+            &json!("EvictionByEvictionAPI"),
+            &json!("Eviction API: evicting")
+        )
+    );
+    let (path2, body2) = evict("p2", json!({}));
+    let (code, st) = api.json("POST", &path2, &body2).await;
+    assert_eq!(code, 429, "{st}");
+    // A pod already going is evicted again without asking.
+    let (code, _) = api.json("POST", &path, &evict("p1", json!({})).1).await;
+    assert_eq!(code, 201);
+
+    // Two budgets for one pod: the eviction API does not choose.
+    let mut second = pdb.clone();
+    second["metadata"]["name"] = json!("ev2");
+    assert_eq!(api.json("POST", pdbs, &second).await.0, 201);
+    let (code, st) = api.json("POST", &path2, &body2).await;
+    assert_eq!(code, 500, "{st}");
+    assert_eq!(
+        st["message"],
+        "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
+    );
+}

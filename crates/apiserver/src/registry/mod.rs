@@ -3,6 +3,7 @@
 //! upstream's `genericregistry.Store` with `pkg/registry/<group>/<resource>/strategy.go`.
 
 pub mod alloc;
+pub mod eviction;
 pub mod object;
 pub mod strategy;
 
