@@ -56,6 +56,7 @@ pub(crate) fn is_gone_or_conflict(e: &kube::Error) -> bool {
 #[derive(Clone, Debug, Default)]
 pub struct Config {
     pub node_lifecycle: nodelifecycle::Config,
+    pub node_ipam: nodeipam::Range,
 }
 
 /// Registers every controller on `informers`; call `informers.start()` afterwards.
@@ -66,7 +67,7 @@ pub fn start(informers: &Arc<Informers>, config: &Config) {
     endpoints::start(informers);
     endpointslice::start(informers);
     serviceaccount::start(informers);
-    nodeipam::start(informers);
+    nodeipam::start(informers, config.node_ipam);
     job::start(informers);
     statefulset::start(informers);
     daemonset::start(informers);

@@ -62,17 +62,28 @@ struct ControllerFlags {
     /// How often node health is checked.
     #[arg(long, default_value = "5s", value_parser = go_duration)]
     node_monitor_period: std::time::Duration,
+    /// The range each node's podCIDR is cut from.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
+    /// The prefix length of each node's podCIDR.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
 }
 
 impl ControllerFlags {
-    fn config(&self) -> skiff_controllers::Config {
-        skiff_controllers::Config {
+    fn config(&self) -> Result<skiff_controllers::Config> {
+        Ok(skiff_controllers::Config {
+            node_ipam: skiff_controllers::nodeipam::Range::parse(
+                &self.cluster_cidr,
+                self.node_cidr_mask_size,
+            )
+            .map_err(|e| anyhow::anyhow!("--cluster-cidr: {e}"))?,
             node_lifecycle: skiff_controllers::nodelifecycle::Config {
                 grace_period: self.node_monitor_grace_period,
                 startup_grace_period: self.node_startup_grace_period,
                 monitor_period: self.node_monitor_period,
             },
-        }
+        })
     }
 }
 
@@ -241,6 +252,9 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(a) => {
+            let controllers = (!a.disable_controllers)
+                .then(|| a.controllers.config())
+                .transpose()?;
             let store = match a.store {
                 StoreKind::Sqlite => skiff_apiserver::StoreConfig::Sqlite,
                 StoreKind::Etcd => {
@@ -273,7 +287,7 @@ async fn main() -> Result<()> {
             if !(a.disable_controllers && a.disable_scheduler) {
                 start_components(
                     &handle.kubeconfig,
-                    (!a.disable_controllers).then(|| a.controllers.config()),
+                    controllers,
                     !a.disable_scheduler,
                     identity(None),
                 )
@@ -285,7 +299,7 @@ async fn main() -> Result<()> {
             let id = identity(Some(&format!("controllers-{}", std::process::id())));
             start_components(
                 &a.client.kubeconfig,
-                Some(a.controllers.config()),
+                Some(a.controllers.config()?),
                 false,
                 id,
             )
