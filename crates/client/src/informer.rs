@@ -84,13 +84,18 @@ where
                 .default_backoff()
                 .boxed();
             while let Some(ev) = stream.next().await {
-                let ev = match ev {
+                let mut ev = match ev {
                     Ok(ev) => ev,
                     Err(e) => {
                         tracing::debug!(kind = %K::kind(&()), error = %e, "watch error");
                         continue;
                     }
                 };
+                // Components never read managedFields; dropping them from the cache halves
+                // its memory, as upstream's controller manager and scheduler do.
+                if let Event::Apply(o) | Event::InitApply(o) | Event::Delete(o) = &mut ev {
+                    o.meta_mut().managed_fields = None;
+                }
                 writer.apply_watcher_event(&ev);
                 if matches!(ev, Event::InitDone) {
                     // Before taking the handler list: a handler added from here on replays
