@@ -320,7 +320,7 @@ pub fn start(informers: &Arc<Informers>) {
         queue: Mutex::new(SchedQueue::default()),
         wake: Notify::new(),
         recorder: Recorder::new(informers.client(), SCHEDULER_NAME),
-        binds: Arc::new(Semaphore::new(16)),
+        binds: Arc::new(Semaphore::new(64)),
     });
     let w = Arc::downgrade(&s);
     s.pods.on_change(move |c| {
