@@ -151,6 +151,52 @@ fn mib(kib: u64) -> String {
     format!("{:.0} MiB", kib as f64 / 1024.0)
 }
 
+/// Requests by (verb, resource, subresource) from the server's `/metrics`: count and
+/// total seconds.
+async fn request_stats(client: &Client) -> Result<HashMap<String, (f64, f64)>> {
+    let text = client.request_text(skiff_bench::get("/metrics")?).await?;
+    let mut out: HashMap<String, (f64, f64)> = HashMap::new();
+    for line in text.lines() {
+        let (field, rest) =
+            if let Some(r) = line.strip_prefix("apiserver_request_duration_seconds_sum{") {
+                (1, r)
+            } else if let Some(r) = line.strip_prefix("apiserver_request_duration_seconds_count{") {
+                (0, r)
+            } else {
+                continue;
+            };
+        let Some((labels, value)) = rest.split_once("} ") else {
+            continue;
+        };
+        let label = |k: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=\"")))
+                .map(|v| v.trim_end_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        let sub = label("subresource");
+        let key = format!(
+            "{} {}{}",
+            label("verb"),
+            label("resource"),
+            if sub.is_empty() {
+                String::new()
+            } else {
+                format!("/{sub}")
+            }
+        );
+        let v: f64 = value.trim().parse().unwrap_or(0.0);
+        let e = out.entry(key).or_default();
+        if field == 0 {
+            e.0 += v;
+        } else {
+            e.1 += v;
+        }
+    }
+    Ok(out)
+}
+
 async fn wait_ready_nodes(client: &Client, want: usize, limit: Duration) -> Result<()> {
     let api: Api<Node> = Api::all(client.clone());
     let deadline = Instant::now() + limit;
@@ -203,6 +249,7 @@ async fn run(args: &Args, nodes: usize) -> Result<()> {
         let cpu_before = cpu_time(server.child.id())?;
         let sim_cpu_before = cpu_time(sim.id())?;
 
+        let before = request_stats(&client).await?;
         let seen = Arc::new(Mutex::new(Seen::default()));
         watch_pods(client.clone(), seen.clone());
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -236,6 +283,7 @@ async fn run(args: &Args, nodes: usize) -> Result<()> {
         let rss = rss_kib(server.child.id())?;
         let peak = peak_rss_kib(server.child.id())?;
         let sim_rss = rss_kib(sim.id())?;
+        let after = request_stats(&client).await?;
         let s = seen.lock().unwrap();
         let first_bound = *s.bound.values().min().unwrap();
         let last_bound = *s.bound.values().max().unwrap();
@@ -286,6 +334,20 @@ async fn run(args: &Args, nodes: usize) -> Result<()> {
         println!("| server resident memory at the end / peak | {} / {} |", mib(rss), mib(peak));
         println!("| server CPU time during the run | {:.1} s |", cpu.as_secs_f64());
         println!("| simulator resident memory / CPU time | {} / {:.1} s |", mib(sim_rss), sim_cpu.as_secs_f64());
+        // What the API server served during the run, busiest first.
+        let mut rows: Vec<(String, f64, f64)> = after
+            .iter()
+            .map(|(k, (n, secs))| {
+                let (n0, s0) = before.get(k).copied().unwrap_or_default();
+                (k.clone(), n - n0, secs - s0)
+            })
+            .filter(|(_, n, _)| *n >= 1.0)
+            .collect();
+        rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+        println!("\n| requests during the run | count | mean latency |\n|---|---|---|");
+        for (k, n, secs) in rows.iter().take(10) {
+            println!("| {k} | {n:.0} | {:.1} ms |", secs / n * 1000.0);
+        }
         Ok(())
     }
     .await;
