@@ -203,6 +203,41 @@ async fn start_components(
     Ok(())
 }
 
+/// `start_components` on a runtime of its own threads. In `skiff server` the components'
+/// watch streams would otherwise queue behind the API server's request tasks on one runtime,
+/// and fall seconds behind under load; on their own threads the OS shares the cores fairly
+/// between serving and acting, as with separate processes.
+fn start_components_on_own_runtime(
+    kubeconfig: std::path::PathBuf,
+    controllers: Option<skiff_controllers::Config>,
+    scheduler: bool,
+    identity: String,
+) -> Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("skiff-components".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("skiff-components")
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(anyhow::Error::from(e)));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let started = start_components(&kubeconfig, controllers, scheduler, identity).await;
+                let _ = tx.send(started);
+                std::future::pending::<()>().await
+            });
+        })?;
+    rx.recv()?
+}
+
 /// A leader-election identity: the host name, plus `suffix` when given.
 fn identity(suffix: Option<&str>) -> String {
     let host = std::fs::read_to_string("/etc/hostname")
@@ -285,13 +320,17 @@ async fn main() -> Result<()> {
                 handle.kubeconfig.display()
             );
             if !(a.disable_controllers && a.disable_scheduler) {
-                start_components(
-                    &handle.kubeconfig,
-                    controllers,
-                    !a.disable_scheduler,
-                    identity(None),
-                )
-                .await?;
+                let kubeconfig = handle.kubeconfig.clone();
+                let scheduler = !a.disable_scheduler;
+                tokio::task::spawn_blocking(move || {
+                    start_components_on_own_runtime(
+                        kubeconfig,
+                        controllers,
+                        scheduler,
+                        identity(None),
+                    )
+                })
+                .await??;
             }
             handle.wait_for_signal().await;
         }
