@@ -212,7 +212,7 @@ fn deployment_rolls_out_within_bounds_scales_and_is_deleted() {
     let c = start();
     ok(
         &c,
-        &["apply", "--validate=false", "-f", "-"],
+        &["apply", "-f", "-"],
         Some(&deployment("web", "nginx:1.25", 3)),
     );
     ok(
@@ -353,7 +353,7 @@ fn deployment_rolls_out_within_bounds_scales_and_is_deleted() {
     // Orphan: the ReplicaSet and pods stay, without an owner.
     ok(
         &c,
-        &["apply", "--validate=false", "-f", "-"],
+        &["apply", "-f", "-"],
         Some(&deployment("keep", "nginx:1.25", 2)),
     );
     ok(
@@ -379,11 +379,11 @@ fn service_endpoints_list_ready_pod_ips() {
     let c = start();
     ok(
         &c,
-        &["apply", "--validate=false", "-f", "-"],
+        &["apply", "-f", "-"],
         Some(&deployment("api", "nginx:1.25", 2)),
     );
     let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: api}\nspec:\n  selector: {app: api}\n  ports: [{name: web, port: 80, targetPort: http}]\n";
-    ok(&c, &["apply", "--validate=false", "-f", "-"], Some(svc));
+    ok(&c, &["apply", "-f", "-"], Some(svc));
     ok(
         &c,
         &["rollout", "status", "deployment/api", "--timeout=60s"],
@@ -456,7 +456,7 @@ fn service_endpoints_list_ready_pod_ips() {
 fn unschedulable_pod_and_default_service_account() {
     let c = start();
     let big = "apiVersion: v1\nkind: Pod\nmetadata: {name: big}\nspec:\n  containers:\n  - name: c\n    image: nginx\n    resources: {requests: {cpu: \"64\"}}\n";
-    ok(&c, &["apply", "--validate=false", "-f", "-"], Some(big));
+    ok(&c, &["apply", "-f", "-"], Some(big));
     let msg = "0/3 nodes are available: 3 Insufficient cpu.";
     wait_for("a FailedScheduling event", || {
         let ev = get_json(
@@ -497,7 +497,7 @@ fn unschedulable_pod_and_default_service_account() {
     let small = big
         .replace("name: big", "name: small")
         .replace("\"64\"", "500m");
-    ok(&c, &["apply", "--validate=false", "-f", "-"], Some(&small));
+    ok(&c, &["apply", "-f", "-"], Some(&small));
     wait_for("the small pod to run", || {
         let p = get_json(&c, &["get", "pod", "small"])?;
         (p["status"]["phase"] == "Running").then_some(())
@@ -515,7 +515,7 @@ fn unschedulable_pod_and_default_service_account() {
             "spec:\n  replicas:",
             "spec:\n  progressDeadlineSeconds: 2\n  replicas:",
         );
-    ok(&c, &["apply", "--validate=false", "-f", "-"], Some(&stuck));
+    ok(&c, &["apply", "-f", "-"], Some(&stuck));
     let (success, out, err) = kubectl(
         &c,
         &["rollout", "status", "deployment/stuck", "--timeout=60s"],
@@ -539,7 +539,7 @@ fn unschedulable_pod_and_default_service_account() {
     let owned = format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: owned\n  ownerReferences:\n  - {{apiVersion: v1, kind: ConfigMap, name: owner, uid: {uid}}}\nspec:\n  containers: [{{name: c, image: nginx}}]\n"
     );
-    ok(&c, &["apply", "--validate=false", "-f", "-"], Some(&owned));
+    ok(&c, &["apply", "-f", "-"], Some(&owned));
     wait_for("the owned pod to run", || {
         let p = get_json(&c, &["get", "pod", "owned"])?;
         (p["status"]["phase"] == "Running").then_some(())
@@ -584,7 +584,7 @@ fn rollout_history_undo_pause_resume_recreate_and_foreground_delete() {
     let c = start();
     ok(
         &c,
-        &["apply", "--validate=false", "-f", "-"],
+        &["apply", "-f", "-"],
         Some(&deployment("app", "nginx:1.25", 2)),
     );
     ok(
@@ -690,11 +690,7 @@ fn rollout_history_undo_pause_resume_recreate_and_foreground_delete() {
         "    type: RollingUpdate\n    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}\n",
         "    type: Recreate\n",
     );
-    ok(
-        &c,
-        &["apply", "--validate=false", "-f", "-"],
-        Some(&recreate),
-    );
+    ok(&c, &["apply", "-f", "-"], Some(&recreate));
     ok(
         &c,
         &["rollout", "status", "deployment/rec", "--timeout=60s"],
@@ -794,7 +790,7 @@ fn controllers_and_scheduler_as_separate_processes() {
     };
     ok(
         &c,
-        &["apply", "--validate=false", "-f", "-"],
+        &["apply", "-f", "-"],
         Some(&deployment("web", "nginx:1.25", 3)),
     );
     ok(
@@ -869,7 +865,7 @@ fn controllers_and_scheduler_as_separate_processes() {
     let _ = dead.wait();
     ok(
         &c,
-        &["apply", "--validate=false", "-f", "-"],
+        &["apply", "-f", "-"],
         Some(&deployment("after", "nginx:1.25", 2)),
     );
     ok(

@@ -698,7 +698,7 @@ fn cronjob_creates_jobs_on_schedule() {
 fn workload_kinds_are_orphaned_and_deleted_in_the_foreground() {
     let c = Cluster::start();
     let sts = STATEFULSET.replace("replicas: 3", "replicas: 1");
-    c.ok(&["apply", "--validate=false", "-f", "-"], Some(&sts));
+    c.ok(&["apply", "-f", "-"], Some(&sts));
     wait_for("web-0 Running", 60, || {
         let pods = c.pods("app=web");
         (pods.len() == 1 && phase(&pods[0]) == "Running").then_some(())
@@ -720,7 +720,7 @@ fn workload_kinds_are_orphaned_and_deleted_in_the_foreground() {
     );
     // A Job deleted in the foreground takes its pods first.
     c.ok(
-        &["apply", "--validate=false", "-f", "-"],
+        &["apply", "-f", "-"],
         Some(
             &job("fg", 1, 1, 0, 0)
                 .replace("exit-after-seconds: \"1\"", "exit-after-seconds: \"300\""),
