@@ -34,22 +34,34 @@ pub fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::from_second(t.as_second()).unwrap_or(t))
 }
 
-/// Whether one toleration tolerates `taint`, as upstream's `Toleration.ToleratesTaint`: an
-/// empty effect matches every effect, an empty key needs `Exists` and matches every key.
-pub fn toleration_tolerates(t: &Toleration, taint: &Taint) -> bool {
-    let effect_ok = t
-        .effect
+/// Whether one toleration tolerates a taint given by its parts, as upstream's
+/// `Toleration.ToleratesTaint`: an empty effect or key matches any, a missing operator means
+/// `Equal`, and an unknown operator tolerates nothing.
+pub fn toleration_tolerates_parts(t: &Toleration, key: &str, value: &str, effect: &str) -> bool {
+    if t.effect
         .as_deref()
-        .is_none_or(|e| e.is_empty() || e == taint.effect);
-    let key_ok = match t.key.as_deref() {
-        None | Some("") => t.operator.as_deref() == Some("Exists"),
-        Some(k) => k == taint.key,
-    };
-    let value_ok = match t.operator.as_deref() {
+        .is_some_and(|e| !e.is_empty() && e != effect)
+    {
+        return false;
+    }
+    if t.key.as_deref().is_some_and(|k| !k.is_empty() && k != key) {
+        return false;
+    }
+    match t.operator.as_deref() {
+        None | Some("") | Some("Equal") => t.value.as_deref().unwrap_or("") == value,
         Some("Exists") => true,
-        _ => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-    };
-    effect_ok && key_ok && value_ok
+        Some(_) => false,
+    }
+}
+
+/// Whether one toleration tolerates `taint`.
+pub fn toleration_tolerates(t: &Toleration, taint: &Taint) -> bool {
+    toleration_tolerates_parts(
+        t,
+        &taint.key,
+        taint.value.as_deref().unwrap_or(""),
+        &taint.effect,
+    )
 }
 
 /// Whether any of `tols` tolerates `taint`.
@@ -214,5 +226,34 @@ mod tests {
         }]);
         assert!(!selector_matches(&sel, &labels));
         assert_eq!(selector_string(&sel), "app=web,tier notin (fe)");
+    }
+
+    #[test]
+    fn tolerations_match_as_upstream() {
+        let taint = Taint {
+            key: "dedicated".into(),
+            value: Some("db".into()),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        };
+        let tol = |v: serde_json::Value| -> Toleration { serde_json::from_value(v).unwrap() };
+        let yes = [
+            serde_json::json!({"key": "dedicated", "value": "db", "effect": "NoSchedule"}),
+            serde_json::json!({"key": "dedicated", "operator": "Equal", "value": "db"}),
+            serde_json::json!({"key": "dedicated", "operator": "Exists"}),
+            serde_json::json!({"operator": "Exists"}),
+        ];
+        let no = [
+            serde_json::json!({"key": "dedicated", "value": "web"}),
+            serde_json::json!({"key": "dedicated", "operator": "Exists", "effect": "NoExecute"}),
+            serde_json::json!({"key": "other", "operator": "Exists"}),
+            serde_json::json!({"key": "dedicated", "operator": "Bogus", "value": "db"}),
+        ];
+        for t in yes {
+            assert!(toleration_tolerates(&tol(t.clone()), &taint), "{t}");
+        }
+        for t in no {
+            assert!(!toleration_tolerates(&tol(t.clone()), &taint), "{t}");
+        }
     }
 }

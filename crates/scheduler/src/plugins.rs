@@ -403,28 +403,13 @@ impl Reason {
 }
 
 fn tolerates(tolerations: &[Toleration], key: &str, value: &str, effect: &str) -> bool {
-    tolerations.iter().any(|t| {
-        let effect_ok = t
-            .effect
-            .as_deref()
-            .is_none_or(|e| e.is_empty() || e == effect);
-        // An empty key with Exists tolerates every key.
-        let key_ok = t.key.as_deref().is_none_or(|k| k.is_empty() || k == key);
-        let value_ok = match t.operator.as_deref() {
-            Some("Exists") => true,
-            _ => t.value.as_deref().unwrap_or("") == value,
-        };
-        effect_ok && key_ok && value_ok
-    })
+    tolerations
+        .iter()
+        .any(|t| skiff_client::toleration_tolerates_parts(t, key, value, effect))
 }
 
 fn tolerates_taint(tolerations: &[Toleration], t: &Taint) -> bool {
-    tolerates(
-        tolerations,
-        &t.key,
-        t.value.as_deref().unwrap_or(""),
-        &t.effect,
-    )
+    skiff_client::tolerates(tolerations, t)
 }
 
 fn requirement_matches(r: &NodeSelectorRequirement, have: Option<&str>) -> bool {
