@@ -1,30 +1,33 @@
-//! EndpointSlice controller: for every Service with a selector, IPv4 EndpointSlices (one per
-//! distinct set of resolved ports) listing the selected pods with ready/serving/terminating
-//! conditions, owned by the Service and labelled `kubernetes.io/service-name`.
+//! EndpointSlice controller: for every Service with a selector, IPv4 EndpointSlices listing the
+//! selected pods with ready/serving/terminating conditions, owned by the Service and labelled
+//! `kubernetes.io/service-name`. Each set of resolved ports gets slices of its own, of at most
+//! 100 endpoints each; `reconciler` decides which slices to write, `tracker` keeps a sync from
+//! acting on a cache that has not yet seen the previous sync's writes.
+
+mod reconciler;
+mod tracker;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 use skiff_client::{Change, Informers, Queue};
 
 use crate::endpoints::{backends, Backend, PodToServices, ResolvedPort};
-use crate::{api_err, is_gone_or_conflict, Result};
+use crate::{api_err, Error, Result};
+pub use reconciler::{reconcile, Plan, HEADLESS, MAX_ENDPOINTS_PER_SLICE};
+use tracker::Tracker;
 
 pub const SERVICE_NAME: &str = "kubernetes.io/service-name";
 pub const MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
 pub const CONTROLLER_NAME: &str = "endpointslice-controller.k8s.io";
 
-/// Slices a Service should have: name -> (ports, endpoints).
-pub fn desired(
-    svc: &Service,
-    backends: &[Backend],
-) -> BTreeMap<String, (Vec<ResolvedPort>, Vec<Endpoint>)> {
+/// The endpoints a Service's pods make, per set of resolved ports (in the Service's order).
+pub fn port_sets(backends: &[Backend]) -> Vec<(Vec<EndpointPort>, Vec<Endpoint>)> {
     let mut groups: BTreeMap<Vec<ResolvedPort>, Vec<Endpoint>> = BTreeMap::new();
     for b in backends {
         if b.ip.contains(':') {
@@ -42,37 +45,25 @@ pub fn desired(
             ..Default::default()
         });
     }
-    let svc_name = svc.name_any();
-    if groups.is_empty() {
-        // An empty slice still says "no endpoints", as upstream's placeholder.
-        groups.insert(Vec::new(), Vec::new());
-    }
     groups
         .into_iter()
-        .map(|(ports, eps)| {
-            let id: String = ports
-                .iter()
-                .map(|p| format!("{}/{}/{}", p.name, p.port, p.protocol))
-                .collect::<Vec<_>>()
-                .join(",");
-            let name = format!(
-                "{svc_name}-{}",
-                short_hash(&format!("{}|{id}", svc.uid().unwrap_or_default()))
-            );
-            (name, (ports, eps))
+        .map(|(ports, endpoints)| {
+            let ports = ports
+                .into_iter()
+                .map(|p| EndpointPort {
+                    name: Some(p.name),
+                    port: Some(p.port),
+                    protocol: Some(p.protocol),
+                    app_protocol: p.app_protocol,
+                })
+                .collect();
+            (ports, endpoints)
         })
         .collect()
 }
 
-fn short_hash(s: &str) -> String {
-    let mut h: u32 = 0x811c9dc5;
-    for b in s.bytes() {
-        h ^= b as u32;
-        h = h.wrapping_mul(0x01000193);
-    }
-    let mut e = skiff_client::safe_encode(&h.to_string());
-    e.truncate(5);
-    e
+fn managed_by_us(s: &EndpointSlice) -> bool {
+    s.labels().get(MANAGED_BY).map(String::as_str) == Some(CONTROLLER_NAME)
 }
 
 struct Ctl {
@@ -82,6 +73,7 @@ struct Ctl {
     slices: Store<EndpointSlice>,
     queue: Queue,
     map: PodToServices,
+    tracker: Tracker,
 }
 
 pub fn start(informers: &Arc<Informers>) {
@@ -95,20 +87,21 @@ pub fn start(informers: &Arc<Informers>) {
         slices: sl_inf.store(),
         queue: Queue::new(),
         map: PodToServices::new(svc_inf.store()),
+        tracker: Tracker::default(),
     });
     let q = ctl.queue.clone();
     svc_inf.on_change(move |c| match c {
         Change::Applied(s) | Change::Deleted(s) => q.add(skiff_client::key_of(&s.metadata)),
     });
-    let q = ctl.queue.clone();
-    sl_inf.on_change(move |c| {
-        let s = match c {
-            Change::Applied(s) | Change::Deleted(s) => s,
+    let c = Arc::downgrade(&ctl);
+    sl_inf.on_change(move |ch| {
+        let Some(c) = c.upgrade() else { return };
+        let (s, sync) = match ch {
+            Change::Applied(s) => (s, managed_by_us(s) && c.tracker.should_sync(s)),
+            Change::Deleted(s) => (s, managed_by_us(s) && c.tracker.observed_deletion(s)),
         };
-        if let Some(svc) = s.labels().get(SERVICE_NAME) {
-            if s.labels().get(MANAGED_BY).map(String::as_str) == Some(CONTROLLER_NAME) {
-                q.add(format!("{}/{svc}", s.namespace().unwrap_or_default()));
-            }
+        if let Some(key) = tracker::service_key(s).filter(|_| sync) {
+            c.queue.add(key);
         }
     });
     let c = Arc::downgrade(&ctl);
@@ -140,7 +133,19 @@ impl Ctl {
     async fn sync(&self, key: &str) -> Result<()> {
         let (ns, name) = skiff_client::split_key(key);
         let ns = ns.unwrap_or("default");
-        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), ns);
+        let Some(svc) = self.services.get(&ObjectRef::new(name).within(ns)) else {
+            // The garbage collector removes the slices it owned, as upstream.
+            self.tracker.forget(key);
+            return Ok(());
+        };
+        let spec = svc.spec.as_ref();
+        let selects = spec
+            .and_then(|s| s.selector.as_ref())
+            .is_some_and(|s| !s.is_empty());
+        if !selects || spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
+            // As upstream: slices of such Services are someone else's to write.
+            return Ok(());
+        }
         let existing: Vec<Arc<EndpointSlice>> = self
             .slices
             .state()
@@ -148,92 +153,45 @@ impl Ctl {
             .filter(|s| {
                 s.namespace().as_deref() == Some(ns)
                     && s.labels().get(SERVICE_NAME).map(String::as_str) == Some(name)
-                    && s.labels().get(MANAGED_BY).map(String::as_str) == Some(CONTROLLER_NAME)
+                    && managed_by_us(s)
+                    && s.metadata.deletion_timestamp.is_none()
             })
             .collect();
-        let svc = self.services.get(&ObjectRef::new(name).within(ns));
-        let want = match &svc {
-            Some(svc)
-                if svc
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.selector.as_ref())
-                    .is_some_and(|s| !s.is_empty()) =>
-            {
-                desired(svc, &backends(svc, &self.pods.state()))
-            }
-            // Gone (the garbage collector also removes owned slices) or without a selector.
-            _ => BTreeMap::new(),
-        };
-        for s in &existing {
-            if !want.contains_key(&s.name_any()) {
-                match api.delete(&s.name_any(), &DeleteParams::default()).await {
-                    Ok(_) => {}
-                    Err(e) if is_gone_or_conflict(&e) => {}
-                    Err(e) => return Err(api_err("deleting endpointslice")(e)),
-                }
+        let existing: Vec<&EndpointSlice> = existing.iter().map(|s| s.as_ref()).collect();
+        if self.tracker.stale(key, svc.uid().as_deref(), &existing) {
+            return Err(Error::NotReady(format!(
+                "the EndpointSlice cache has not yet seen the last writes for {key}"
+            )));
+        }
+        let desired = port_sets(&backends(&svc, &self.pods.state()));
+        let plan = reconcile(&svc, desired, &existing, MAX_ENDPOINTS_PER_SLICE);
+        self.write(ns, &svc, plan).await
+    }
+
+    async fn write(&self, ns: &str, svc: &Service, plan: Plan) -> Result<()> {
+        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), ns);
+        // A Service being deleted gets no new slices: the garbage collector is removing them.
+        if svc.metadata.deletion_timestamp.is_none() {
+            for s in &plan.create {
+                let created = api
+                    .create(&PostParams::default(), s)
+                    .await
+                    .map_err(api_err("creating endpointslice"))?;
+                self.tracker.written(&created);
             }
         }
-        let Some(svc) = svc else { return Ok(()) };
-        for (slice_name, (ports, endpoints)) in want {
-            let mut labels = svc.metadata.labels.clone().unwrap_or_default();
-            labels.insert(SERVICE_NAME.into(), name.to_string());
-            labels.insert(MANAGED_BY.into(), CONTROLLER_NAME.into());
-            let ports: Vec<EndpointPort> = ports
-                .into_iter()
-                .map(|p| EndpointPort {
-                    name: Some(p.name),
-                    port: Some(p.port),
-                    protocol: Some(p.protocol),
-                    app_protocol: p.app_protocol,
-                })
-                .collect();
-            let slice = EndpointSlice {
-                metadata: ObjectMeta {
-                    name: Some(slice_name.clone()),
-                    namespace: Some(ns.to_string()),
-                    labels: Some(labels.clone()),
-                    owner_references: Some(vec![skiff_client::controller_ref(
-                        "v1",
-                        "Service",
-                        &svc.metadata,
-                    )]),
-                    ..Default::default()
-                },
-                address_type: "IPv4".into(),
-                endpoints: endpoints.clone(),
-                ports: Some(ports.clone()),
-            };
-            match existing.iter().find(|s| s.name_any() == slice_name) {
-                Some(cur) => {
-                    if cur.endpoints == endpoints
-                        && cur.ports.as_ref() == Some(&ports)
-                        && cur.metadata.labels.as_ref() == Some(&labels)
-                    {
-                        continue;
-                    }
-                    let patch = serde_json::json!({
-                        "metadata": {"labels": labels},
-                        "endpoints": endpoints,
-                        "ports": ports,
-                    });
-                    match api
-                        .patch(&slice_name, &PatchParams::default(), &Patch::Merge(&patch))
-                        .await
-                    {
-                        Ok(_) => {}
-                        Err(e) if is_gone_or_conflict(&e) => {}
-                        Err(e) => return Err(api_err("updating endpointslice")(e)),
-                    }
-                }
-                None => match api.create(&PostParams::default(), &slice).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(e)) if e.code == 409 => {
-                        self.queue
-                            .add_after(key.to_string(), std::time::Duration::from_millis(100));
-                    }
-                    Err(e) => return Err(api_err("creating endpointslice")(e)),
-                },
+        for s in &plan.update {
+            let updated = api
+                .replace(&s.name_any(), &PostParams::default(), s)
+                .await
+                .map_err(api_err("updating endpointslice"))?;
+            self.tracker.written(&updated);
+        }
+        for s in &plan.delete {
+            match api.delete(&s.name_any(), &DeleteParams::default()).await {
+                Ok(_) => self.tracker.deleted(s),
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(api_err("deleting endpointslice")(e)),
             }
         }
         Ok(())
@@ -245,12 +203,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_slice_per_port_set_with_conditions() {
-        let svc: Service = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "web", "namespace": "default", "uid": "u1"},
-            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]}
-        }))
-        .unwrap();
+    fn one_port_set_per_distinct_resolved_ports_with_conditions() {
         let b = |ip: &str, port: i32, ready: bool, terminating: bool| Backend {
             ip: ip.into(),
             node: Some("n".into()),
@@ -265,29 +218,21 @@ mod tests {
                 app_protocol: None,
             }],
         };
-        let d = desired(
-            &svc,
-            &[
-                b("10.42.0.2", 8080, true, false),
-                b("10.42.0.3", 8080, false, true),
-                b("10.42.0.4", 9090, true, false),
-            ],
-        );
-        assert_eq!(d.len(), 2);
-        assert!(d
-            .keys()
-            .all(|k| k.starts_with("web-") && k.len() == "web-".len() + 5));
-        let (_, eps) = d.values().find(|(p, _)| p[0].port == 8080).unwrap();
+        let sets = port_sets(&[
+            b("10.42.0.2", 8080, true, false),
+            b("10.42.0.3", 8080, false, true),
+            b("10.42.0.4", 9090, true, false),
+            b("fd00::4", 9090, true, false),
+        ]);
+        assert_eq!(sets.len(), 2);
+        let (_, eps) = sets.iter().find(|(p, _)| p[0].port == Some(8080)).unwrap();
         let c = eps[1].conditions.as_ref().unwrap();
         assert_eq!(
             (c.ready, c.serving, c.terminating),
             (Some(false), Some(true), Some(true))
         );
-        let empty = desired(&svc, &[]);
-        assert_eq!(
-            empty.len(),
-            1,
-            "a Service without pods keeps one empty slice"
-        );
+        let (_, eps) = sets.iter().find(|(p, _)| p[0].port == Some(9090)).unwrap();
+        assert_eq!(eps.len(), 1, "IPv6 addresses are left out");
+        assert!(port_sets(&[]).is_empty());
     }
 }

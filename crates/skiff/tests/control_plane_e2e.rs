@@ -452,6 +452,111 @@ fn service_endpoints_list_ready_pod_ips() {
     });
 }
 
+/// The controller's EndpointSlices of Service `svc`: name -> (IPs, all endpoints ready).
+fn slices_of(c: &Cluster, svc: &str) -> Option<BTreeMap<String, (BTreeSet<String>, bool)>> {
+    let label = format!("kubernetes.io/service-name={svc}");
+    let list = get_json(c, &["get", "endpointslices", "-l", &label])?;
+    let mut out = BTreeMap::new();
+    for s in items(&list) {
+        let name = s["metadata"]["name"].as_str()?.to_string();
+        assert!(
+            name.starts_with(&format!("{svc}-")) && name.len() == svc.len() + 6,
+            "a generated name: {name}"
+        );
+        assert_eq!(
+            s["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
+            "endpointslice-controller.k8s.io"
+        );
+        assert_eq!(s["metadata"]["ownerReferences"][0]["kind"], "Service");
+        assert_eq!(s["metadata"]["ownerReferences"][0]["name"], svc);
+        assert_eq!(s["addressType"], "IPv4");
+        let eps = s["endpoints"].as_array().cloned().unwrap_or_default();
+        assert!(eps.len() <= 100, "{name} holds {} endpoints", eps.len());
+        let ips: BTreeSet<String> = eps
+            .iter()
+            .filter_map(|e| e["addresses"][0].as_str().map(str::to_string))
+            .collect();
+        assert_eq!(ips.len(), eps.len(), "an IP twice in {name}");
+        let ready = eps.iter().all(|e| e["conditions"]["ready"] == true);
+        out.insert(name, (ips, ready));
+    }
+    Some(out)
+}
+
+fn ready_pod_ips(c: &Cluster, label: &str) -> BTreeSet<String> {
+    pods_of(c, label)
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .filter(|p| condition(p, "Ready") == Some("True"))
+        .filter_map(|p| p["status"]["podIP"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn endpoint_slices_hold_at_most_100_endpoints_and_keep_them_in_place() {
+    let c = start();
+    let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: many}\nspec:\n  selector: {app: many}\n  ports: [{port: 80, targetPort: http}]\n";
+    ok(&c, &["apply", "--validate=false", "-f", "-"], Some(svc));
+    let placeholder = wait_for("an empty placeholder slice", || {
+        let slices = slices_of(&c, "many")?;
+        let (name, (ips, _)) = slices.iter().next()?;
+        (slices.len() == 1 && ips.is_empty()).then(|| name.clone())
+    });
+
+    // No requests: 150 pods fit on three simulated nodes of 110 pods each.
+    let deploy = deployment("many", "nginx:1.25", 150).replace(
+        "        resources: {requests: {cpu: 100m, memory: 64Mi}}\n",
+        "",
+    );
+    assert!(!deploy.contains("requests"));
+    ok(&c, &["apply", "--validate=false", "-f", "-"], Some(&deploy));
+    ok(
+        &c,
+        &["rollout", "status", "deployment/many", "--timeout=120s"],
+        None,
+    );
+    let want = ready_pod_ips(&c, "app=many");
+    assert_eq!(want.len(), 150);
+    let layout = wait_for("150 ready endpoints in two slices", || {
+        let slices = slices_of(&c, "many")?;
+        let all: BTreeSet<String> = slices.values().flat_map(|(ips, _)| ips.clone()).collect();
+        let count: usize = slices.values().map(|(ips, _)| ips.len()).sum();
+        (slices.len() == 2 && count == 150 && all == want && slices.values().all(|(_, r)| *r))
+            .then_some(slices)
+    });
+    assert!(
+        layout.contains_key(&placeholder),
+        "the placeholder is reused for endpoints rather than deleted: {:?}",
+        layout.keys()
+    );
+
+    // Scaling down only takes endpoints out of their slices: slices are not repacked, so a
+    // slice stays while it holds one of the 50 pods left.
+    ok(&c, &["scale", "deployment/many", "--replicas=50"], None);
+    wait_for("50 pods left", || {
+        (pods_of(&c, "app=many").len() == 50).then_some(())
+    });
+    let kept = ready_pod_ips(&c, "app=many");
+    assert_eq!(kept.len(), 50);
+    let expected: BTreeMap<String, (BTreeSet<String>, bool)> = layout
+        .iter()
+        .map(|(name, (ips, _))| (name.clone(), (&kept & ips, true)))
+        .filter(|(_, (ips, _))| !ips.is_empty())
+        .collect();
+    wait_for("the 50 endpoints left in the slices they were in", || {
+        (slices_of(&c, "many")? == expected).then_some(())
+    });
+
+    // Without pods one empty slice stays, one of those that were there.
+    ok(&c, &["scale", "deployment/many", "--replicas=0"], None);
+    let last = wait_for("one empty slice", || {
+        let slices = slices_of(&c, "many")?;
+        let (name, (ips, _)) = slices.iter().next()?;
+        (slices.len() == 1 && ips.is_empty()).then(|| name.clone())
+    });
+    assert!(expected.contains_key(&last), "{last} is new");
+}
+
 #[test]
 fn unschedulable_pod_and_default_service_account() {
     let c = start();
