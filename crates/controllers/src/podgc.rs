@@ -396,6 +396,32 @@ impl Ctl {
             .get(&ObjectRef::new(name).within(ns.unwrap_or("default")))
     }
 
+    /// The cached pods of `keys`. Keys whose pod is gone leave the index: a relist does not
+    /// report the deletions it missed.
+    fn lookup(&self, keys: &[String]) -> Vec<Arc<Pod>> {
+        let mut gone = Vec::new();
+        let pods = keys
+            .iter()
+            .filter_map(|k| {
+                let p = self.pod(k);
+                if p.is_none() {
+                    gone.push(k);
+                }
+                p
+            })
+            .collect();
+        if !gone.is_empty() {
+            let mut index = self.index.lock().unwrap();
+            // Looked at again under the lock, which a pod created meanwhile is indexed under.
+            for k in gone {
+                if self.pod(k).is_none() {
+                    index.remove(k);
+                }
+            }
+        }
+        pods
+    }
+
     async fn gc_terminated(&self, threshold: usize) {
         let keys: Vec<String> = {
             let index = self.index.lock().unwrap();
@@ -404,9 +430,9 @@ impl Ctl {
             }
             index.terminated.iter().cloned().collect()
         };
-        let terminated: Vec<Arc<Pod>> = keys
-            .iter()
-            .filter_map(|k| self.pod(k))
+        let terminated: Vec<Arc<Pod>> = self
+            .lookup(&keys)
+            .into_iter()
             .filter(|p| is_terminated(p))
             .collect();
         let doomed = over_threshold(terminated, threshold);
@@ -426,9 +452,9 @@ impl Ctl {
             .iter()
             .cloned()
             .collect();
-        let pods: Vec<Arc<Pod>> = keys
-            .iter()
-            .filter_map(|k| self.pod(k))
+        let pods: Vec<Arc<Pod>> = self
+            .lookup(&keys)
+            .into_iter()
             .filter(|p| p.metadata.deletion_timestamp.is_some() && node_of(p).is_none())
             .collect();
         if !pods.is_empty() {
@@ -452,9 +478,9 @@ impl Ctl {
             };
             if !exists {
                 let keys = self.index.lock().unwrap().pods_on(node);
-                let pods: Vec<Arc<Pod>> = keys
-                    .iter()
-                    .filter_map(|k| self.pod(k))
+                let pods: Vec<Arc<Pod>> = self
+                    .lookup(&keys)
+                    .into_iter()
                     .filter(|p| node_of(p) == Some(node))
                     .collect();
                 if !pods.is_empty() {
@@ -484,9 +510,9 @@ impl Ctl {
             return Ok(());
         }
         let keys = self.index.lock().unwrap().pods_on(node);
-        let mut pods: Vec<Arc<Pod>> = keys
-            .iter()
-            .filter_map(|k| self.pod(k))
+        let mut pods: Vec<Arc<Pod>> = self
+            .lookup(&keys)
+            .into_iter()
             .filter(|p| p.metadata.deletion_timestamp.is_some() && node_of(p) == Some(node))
             .collect();
         if pods.is_empty() {
