@@ -16,7 +16,7 @@
 //! of that a deleted node starts its quarantine at once, and a tainted node's terminating pods
 //! are collected when the taint or the pods change. Pods are indexed by node, phase and
 //! deletion from the pod informer's changes, so a pass costs the number of nodes with pods,
-//! not the number of pods.
+//! not the number of pods (unless more pods are terminated than the threshold allows).
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
