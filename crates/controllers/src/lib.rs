@@ -17,6 +17,7 @@ pub mod nodeipam;
 pub mod nodelifecycle;
 mod owner_index;
 mod pod_control;
+pub mod podgc;
 pub mod replicaset;
 pub mod serviceaccount;
 pub mod statefulset;
@@ -57,6 +58,7 @@ pub(crate) fn is_gone_or_conflict(e: &kube::Error) -> bool {
 pub struct Config {
     pub node_lifecycle: nodelifecycle::Config,
     pub node_ipam: nodeipam::Range,
+    pub pod_gc: podgc::Config,
 }
 
 /// Registers every controller on `informers`; call `informers.start()` afterwards.
@@ -74,4 +76,5 @@ pub fn start(informers: &Arc<Informers>, config: &Config) {
     cronjob::start(informers);
     nodelifecycle::start(informers, config.node_lifecycle.clone());
     disruption::start(informers);
+    podgc::start(informers, config.pod_gc.clone());
 }

@@ -68,6 +68,10 @@ struct ControllerFlags {
     /// The prefix length of each node's podCIDR.
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
+    /// How many terminated pods (Succeeded or Failed) may exist before the oldest are
+    /// deleted; 0 or less turns that off.
+    #[arg(long, default_value_t = 12500, allow_negative_numbers = true)]
+    terminated_pod_gc_threshold: i32,
 }
 
 impl ControllerFlags {
@@ -83,8 +87,34 @@ impl ControllerFlags {
                 startup_grace_period: self.node_startup_grace_period,
                 monitor_period: self.node_monitor_period,
             },
+            pod_gc: pod_gc_config(self.terminated_pod_gc_threshold)?,
         })
     }
+}
+
+/// PodGC's settings. Upstream hard-codes its 20 s check period and 40 s orphan quarantine:
+/// kube-controller-manager has no flag for them, only upstream's integration tests change
+/// them (through `NewPodGCInternal`). So skiff's command line has no flag for them either,
+/// and its tests shorten them through two undocumented variables, as `SKIFF_LOG` and
+/// `SKIFF_ETCD_BIN` are outside upstream's flags: `SKIFF_POD_GC_PERIOD` and
+/// `SKIFF_POD_GC_QUARANTINE` (durations as "500ms" or "2s").
+fn pod_gc_config(threshold: i32) -> Result<skiff_controllers::podgc::Config> {
+    let mut config = skiff_controllers::podgc::Config {
+        terminated_pod_threshold: threshold,
+        ..Default::default()
+    };
+    for (var, field) in [
+        ("SKIFF_POD_GC_PERIOD", &mut config.period),
+        ("SKIFF_POD_GC_QUARANTINE", &mut config.quarantine),
+    ] {
+        if let Ok(v) = std::env::var(var) {
+            *field = go_duration(&v).map_err(|e| anyhow::anyhow!("{var}: {e}"))?;
+        }
+    }
+    if config.period.is_zero() {
+        anyhow::bail!("SKIFF_POD_GC_PERIOD must be more than 0");
+    }
+    Ok(config)
 }
 
 /// A duration as Kubernetes flags write them ("40s", "1m30s", "500ms").

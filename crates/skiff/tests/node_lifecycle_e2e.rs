@@ -1,7 +1,10 @@
 //! End-to-end: node lifecycle. A real `skiff server` with a short node grace period, four
 //! simulated nodes in two `skiff sim nodes` processes, and the real kubectl. Stopping one
 //! process stops its node's heartbeats: the node turns NotReady, is tainted unreachable, and
-//! its Deployment's pods are evicted after their toleration and recreated elsewhere.
+//! its Deployment's pods are evicted after their toleration and recreated elsewhere. The pod
+//! garbage collector then force-deletes what no kubelet will ever finish: the pods of a deleted
+//! node, terminating pods on a node tainted out-of-service, unscheduled terminating pods and
+//! terminated pods over the threshold.
 
 mod common;
 
@@ -159,7 +162,7 @@ spec:
 #[test]
 fn an_unreachable_node_is_tainted_and_its_pods_move_after_their_toleration() {
     let dir = tempfile::tempdir().unwrap();
-    let server = common::spawn_with(
+    let server = common::spawn_with_env(
         dir.path(),
         &[
             "--node-monitor-grace-period",
@@ -167,6 +170,7 @@ fn an_unreachable_node_is_tainted_and_its_pods_move_after_their_toleration() {
             "--node-monitor-period",
             "1s",
         ],
+        &[("SKIFF_POD_GC_QUARANTINE", "3s")],
     );
     let mut c = Cluster {
         server,
@@ -334,7 +338,40 @@ fn an_unreachable_node_is_tainted_and_its_pods_move_after_their_toleration() {
     assert!(p["metadata"]["deletionTimestamp"].is_null(), "{p}");
     assert_eq!(node_of(&p), "sim-3");
 
-    // The node comes back: Ready again, the taints go.
+    // The node is deleted while its kubelet is down. After the quarantine the pod garbage
+    // collector force-deletes everything bound to it: the evicted edge pods, still
+    // Terminating, and the patient pod, which is first marked Failed and disrupted.
+    let mut on_sim3: Vec<String> = first.clone();
+    on_sim3.push("patient".into());
+    let watch = PodWatch::start(&c);
+    let deleting = Instant::now();
+    c.ok(&["delete", "node", "sim-3"], None);
+    assert!(
+        c.get_json(&["get", "pod", "patient"]).is_some(),
+        "the pods of a deleted node wait for the quarantine"
+    );
+    wait_for("the pods of deleted node sim-3 to be gone", 30, || {
+        on_sim3
+            .iter()
+            .all(|name| c.get_json(&["get", "pod", name]).is_none())
+            .then_some(())
+    });
+    assert!(
+        deleting.elapsed() >= ORPHAN_QUARANTINE,
+        "deleted after {:?}, within the quarantine",
+        deleting.elapsed()
+    );
+    let seen = watch.stop();
+    let failed = seen
+        .iter()
+        .find(|p| p["metadata"]["name"] == "patient" && p["status"]["phase"] == "Failed")
+        .unwrap_or_else(|| panic!("patient never seen Failed: {seen:?}"));
+    let dt = condition(failed, "DisruptionTarget").expect("DisruptionTarget");
+    assert_eq!(dt["status"], "True");
+    assert_eq!(dt["reason"], "DeletionByPodGC");
+    assert_eq!(dt["message"], "PodGC: node no longer exists");
+
+    // The node comes back: registered again, Ready, no taints.
     let back = c.sim(3, 1);
     c.sims.push(back);
     wait_for("sim-3 Ready and untainted", 30, || {
@@ -342,6 +379,45 @@ fn an_unreachable_node_is_tainted_and_its_pods_move_after_their_toleration() {
         (condition(&n, "Ready").is_some_and(|r| r["status"] == "True") && taints(&n).is_empty())
             .then_some(())
     });
+
+    // Now the other three nodes stop, with an edge pod on at least one of them.
+    let mut three = c.sims.remove(0);
+    three.kill().unwrap();
+    three.wait().unwrap();
+    let pod = c
+        .pods("app=edge")
+        .into_iter()
+        .find(|p| p["metadata"]["deletionTimestamp"].is_null() && node_of(p) != "sim-3")
+        .expect("an edge pod on a stopped node");
+    let (name, node) = (
+        pod["metadata"]["name"].as_str().unwrap().to_string(),
+        node_of(&pod).to_string(),
+    );
+    wait_for("the stopped node to be marked Unknown", 30, || {
+        let n = c.node(&node);
+        condition(&n, "Ready")
+            .is_some_and(|r| r["status"] == "Unknown")
+            .then_some(())
+    });
+    assert!(c.get_json(&["get", "pod", &name]).is_some());
+    // The operator says the node is down for good: the taint evicts its pods, and as no
+    // kubelet will finish them, the pod garbage collector force-deletes them.
+    c.ok(
+        &[
+            "taint",
+            "node",
+            &node,
+            "node.kubernetes.io/out-of-service=nodeshutdown:NoExecute",
+        ],
+        None,
+    );
+    wait_for("the pods of the out-of-service node to be gone", 30, || {
+        c.pods("app=edge")
+            .iter()
+            .all(|p| node_of(p) != node)
+            .then_some(())
+    });
+    assert!(c.get_json(&["get", "pod", &name]).is_none());
 }
 
 #[test]
@@ -397,4 +473,147 @@ fn a_cluster_whose_only_node_stops_keeps_its_pods() {
     for p in c.pods("app=edge") {
         assert!(p["metadata"]["deletionTimestamp"].is_null(), "{p}");
     }
+}
+
+/// The quarantine the first test gives the pod garbage collector.
+const ORPHAN_QUARANTINE: Duration = Duration::from_secs(3);
+
+/// Every state of every pod a `kubectl get pods --watch` sees, to look at states that do not
+/// last (a pod marked Failed just before it is deleted).
+struct PodWatch {
+    child: Child,
+    out: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl PodWatch {
+    fn start(c: &Cluster) -> PodWatch {
+        let mut child = Command::new("kubectl")
+            .args(["--kubeconfig", &c.kubeconfig, "--cache-dir"])
+            .arg(c.cache.path())
+            .args(["get", "pods", "--watch", "-o", "json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run kubectl get --watch");
+        let mut stdout = child.stdout.take().unwrap();
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = out.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        // Watching once the current pods are printed.
+        wait_for("kubectl get --watch to list", 20, || {
+            (!out.lock().unwrap().is_empty()).then_some(())
+        });
+        PodWatch { child, out, reader }
+    }
+
+    fn stop(mut self) -> Vec<Value> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = self.reader.join();
+        let out = self.out.lock().unwrap();
+        serde_json::Deserializer::from_slice(&out)
+            .into_iter::<Value>()
+            .map_while(Result::ok)
+            .collect()
+    }
+}
+
+#[test]
+fn terminated_pods_over_the_threshold_and_unscheduled_terminating_pods_are_collected() {
+    // No nodes: every pod stays unscheduled, and its phase is what the test writes.
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::spawn_with_env(
+        dir.path(),
+        &["--terminated-pod-gc-threshold", "2"],
+        &[("SKIFF_POD_GC_PERIOD", "1s")],
+    );
+    let c = Cluster {
+        server,
+        sims: Vec::new(),
+        kubeconfig: dir.path().join("admin.kubeconfig").display().to_string(),
+        cache: tempfile::tempdir().unwrap(),
+        _dir: dir,
+    };
+    let set_status = |name: &str, status: &str| {
+        c.ok(
+            &[
+                "patch",
+                "pod",
+                name,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &format!(r#"{{"status": {status}}}"#),
+            ],
+            None,
+        );
+    };
+
+    // A pod being deleted that no node ever took, held by a finalizer: marked Failed (its
+    // finalizer's owner decides when it goes).
+    c.ok(
+        &["apply", "-f", "-"],
+        Some(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {name: held, finalizers: [example.com/hold]}
+spec:
+  containers:
+  - {name: main, image: nginx}
+"#,
+        ),
+    );
+    c.ok(&["delete", "pod", "held", "--wait=false"], None);
+    wait_for("the unscheduled terminating pod marked Failed", 20, || {
+        let p = c.get_json(&["get", "pod", "held"])?;
+        (p["status"]["phase"] == "Failed").then_some(())
+    });
+    c.ok(
+        &[
+            "patch",
+            "pod",
+            "held",
+            "--type=json",
+            "-p",
+            r#"[{"op": "remove", "path": "/metadata/finalizers"}]"#,
+        ],
+        None,
+    );
+    wait_for("the held pod gone", 20, || {
+        c.get_json(&["get", "pod", "held"]).is_none().then_some(())
+    });
+
+    // Four terminated pods, two allowed: the evicted one goes first, then the oldest.
+    for name in ["t-a", "t-b", "t-c", "t-d"] {
+        c.ok(&["run", name, "--image=nginx", "--restart=Never"], None);
+        // Creation times have second precision: one a second orders them.
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    // (Whether a pass runs between these writes or not, the same two are left.)
+    set_status("t-d", r#"{"phase": "Failed", "reason": "Evicted"}"#);
+    set_status("t-c", r#"{"phase": "Succeeded"}"#);
+    set_status("t-b", r#"{"phase": "Failed"}"#);
+    set_status("t-a", r#"{"phase": "Succeeded"}"#);
+    let left = wait_for("two terminated pods left", 20, || {
+        let list = c.get_json(&["get", "pods"])?;
+        let names: Vec<String> = list["items"]
+            .as_array()?
+            .iter()
+            .map(|p| p["metadata"]["name"].as_str().unwrap_or("").to_string())
+            .collect();
+        (names.len() == 2).then_some(names)
+    });
+    assert_eq!(left, vec!["t-b", "t-c"]);
+    // At the threshold nothing more goes.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(c.pods("run").len(), 2);
 }

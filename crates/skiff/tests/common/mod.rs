@@ -12,6 +12,11 @@ pub fn spawn(dir: &std::path::Path) -> Child {
 
 /// `spawn` with extra server flags.
 pub fn spawn_with(dir: &std::path::Path, extra: &[&str]) -> Child {
+    spawn_with_env(dir, extra, &[])
+}
+
+/// `spawn_with` with extra environment variables.
+pub fn spawn_with_env(dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
         .args([
             "server",
@@ -23,6 +28,7 @@ pub fn spawn_with(dir: &std::path::Path, extra: &[&str]) -> Child {
         ])
         .arg(dir)
         .args(extra)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
