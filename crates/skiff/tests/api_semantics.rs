@@ -150,6 +150,25 @@ async fn generation_status_subresource_and_dry_run() {
         "Operation cannot be fulfilled on resourcequotas \"q\": the object has been modified; please apply your changes to the latest version and try again"
     );
 
+    // A PUT naming another object's uid is a precondition failure, for the object and its
+    // status, and changes nothing.
+    let uid = m["metadata"]["uid"].as_str().unwrap().to_string();
+    let mut other = m.clone();
+    other["metadata"]["uid"] = json!("00000000-0000-0000-0000-000000000000");
+    other["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
+    for path in [item.to_string(), format!("{item}/status")] {
+        let (code, st) = api.json("PUT", &path, &other).await;
+        assert_eq!(code, 409, "{path}: {st}");
+        assert_eq!(
+            st["message"],
+            format!("Operation cannot be fulfilled on resourcequotas \"q\": Precondition failed: UID in precondition: 00000000-0000-0000-0000-000000000000, UID in object meta: {uid}")
+        );
+    }
+    assert_eq!(api.get(&item).await.1["metadata"]["uid"], uid.as_str());
+
     // dryRun=All: every write answers as if done and stores nothing.
     let (code, d) = api
         .json("POST", &format!("{QUOTAS}?dryRun=All"), &quota("ghost"))

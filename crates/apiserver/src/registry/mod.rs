@@ -858,6 +858,7 @@ impl Registry {
         let obj = self.to_storage(info, obj);
         let rv = resource_version(&obj).map(str::to_string);
         self.guaranteed_update(info, ns, name_, rv.as_deref(), opts, |cur| {
+            check_uid_precondition(info, name_, &obj, cur)?;
             self.prepare_main_update(info, obj.clone(), cur, opts)
         })
         .await
@@ -876,6 +877,7 @@ impl Registry {
         let obj = self.to_storage(info, obj);
         let rv = resource_version(&obj).map(str::to_string);
         self.guaranteed_update(info, ns, name_, rv.as_deref(), opts, |cur| {
+            check_uid_precondition(info, name_, &obj, cur)?;
             let mut new = cur.clone();
             match obj.get("status") {
                 Some(s) => new["status"] = s.clone(),
@@ -1312,4 +1314,27 @@ pub fn apply_patch(
         other => return Err(StatusError::unsupported_media_type(other)),
     }
     Ok(doc)
+}
+
+/// A whole-object write (PUT) that names a uid must be about that object, as upstream's
+/// Update takes the body's uid as a storage precondition: 409, not an overwrite.
+fn check_uid_precondition(
+    info: &ResourceInfo,
+    name_: &str,
+    obj: &Value,
+    cur: &Value,
+) -> Result<()> {
+    let Some(uid) = meta_str(obj, "uid").filter(|u| !u.is_empty()) else {
+        return Ok(());
+    };
+    let have = meta_str(cur, "uid").unwrap_or("");
+    if uid == have {
+        return Ok(());
+    }
+    Err(StatusError::conflict_msg(
+        &info.group,
+        &info.plural,
+        name_,
+        &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"),
+    ))
 }
