@@ -255,6 +255,12 @@ impl plugins::Cluster for Cache {
         }
     }
 
+    fn each_node(&self, f: &mut dyn FnMut(&NodeInfo)) {
+        for n in self.nodes.iter().filter(|n| n.known) {
+            f(n);
+        }
+    }
+
     fn node_labels(&self, node: &str) -> Option<&Labels> {
         self.node(node).map(|n| &n.labels)
     }

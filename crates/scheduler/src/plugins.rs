@@ -1,27 +1,30 @@
 //! Filter and score plugins as pure functions over a pod and a node snapshot, in upstream's
 //! order (NodeUnschedulable, TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit,
-//! InterPodAffinity), the weighted sum of upstream's default scores, and the
-//! "0/3 nodes are available: ..." summary when no node fits.
+//! PodTopologySpread, InterPodAffinity), the weighted sum of upstream's default scores, and
+//! the "0/3 nodes are available: ..." summary when no node fits.
 //!
 //! A [`Cycle`] is one scheduling attempt of one pod: it holds what the pod asks for, read once,
-//! and what InterPodAffinity precomputed over the whole cluster (upstream's PreFilter), so that
-//! filtering a node that fits allocates nothing.
+//! and what InterPodAffinity and PodTopologySpread precomputed over the whole cluster
+//! (upstream's PreFilter), so that filtering a node that fits allocates nothing.
 //!
-//! Not (yet) as upstream: PodTopologySpread is only the default spreading of a controller's
-//! pods over nodes (no explicit `topologySpreadConstraints`, no zone spreading); pod affinity
-//! ignores `matchLabelKeys`/`mismatchLabelKeys`; NodeResourcesFit checks cpu, memory,
-//! ephemeral-storage and pods but not extended resources or hugepages, and takes sidecar
-//! (restartable init) containers for ordinary init containers; no volume or image plugins; and
-//! preemption is only described in the message, never done.
+//! Not (yet) as upstream: PodTopologySpread follows explicit `topologySpreadConstraints`
+//! (DoNotSchedule filters, ScheduleAnyway scores, with minDomains, matchLabelKeys and the
+//! node inclusion policies), but a pod without any keeps our default spreading of a
+//! controller's pods over nodes instead of upstream's default constraints (hostname maxSkew 3
+//! and zone maxSkew 5, ScheduleAnyway, over the pods of the same Services and controllers),
+//! and terminating pods still count; pod affinity ignores `matchLabelKeys`/`mismatchLabelKeys`;
+//! NodeResourcesFit checks cpu, memory, ephemeral-storage and pods but not extended resources
+//! or hugepages, and takes sidecar (restartable init) containers for ordinary init containers;
+//! no volume or image plugins; and preemption is only described in the message, never done.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 use k8s_openapi::api::core::v1::{
     NodeSelectorRequirement, NodeSelectorTerm, Pod, PodAffinityTerm, PreferredSchedulingTerm,
-    Taint, Toleration, WeightedPodAffinityTerm,
+    Taint, Toleration, TopologySpreadConstraint, WeightedPodAffinityTerm,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use skiff_api::quantity::Quantity;
 use skiff_client::selector_matches;
 
@@ -341,6 +344,8 @@ pub trait Cluster {
     fn each_pod_group(&self, f: &mut dyn FnMut(&str, &Labels, &NodeCounts));
     /// Calls `f` once per distinct set of pod (anti-)affinity terms among the pods, likewise.
     fn each_affinity_group(&self, f: &mut dyn FnMut(&PodAffinityTerms, &NodeCounts));
+    /// Calls `f` once per known node.
+    fn each_node(&self, f: &mut dyn FnMut(&NodeInfo));
     /// A known node's labels.
     fn node_labels(&self, node: &str) -> Option<&Labels>;
     fn namespace_labels(&self, ns: &str) -> Option<&Labels>;
@@ -358,6 +363,8 @@ pub enum Reason {
     PodAffinity,
     PodAntiAffinity,
     ExistingPodsAntiAffinity,
+    TopologySpread,
+    TopologySpreadMissingLabel,
 }
 
 impl Reason {
@@ -379,12 +386,18 @@ impl Reason {
             Reason::ExistingPodsAntiAffinity => {
                 "node(s) didn't satisfy existing pods anti-affinity rules".into()
             }
+            Reason::TopologySpread => "node(s) didn't match pod topology spread constraints".into(),
+            Reason::TopologySpreadMissingLabel => {
+                "node(s) didn't match pod topology spread constraints (missing required label)"
+                    .into()
+            }
         }
     }
 
     /// Whether evicting lower-priority pods could help (upstream's Unschedulable status),
     /// rather than UnschedulableAndUnresolvable. Evicting pods cannot create the pod a
-    /// required affinity needs, but it can remove the one an anti-affinity avoids.
+    /// required affinity needs, but it can remove the one an anti-affinity avoids; likewise a
+    /// skew too large (removing pods from the node's domain lowers it) but not a missing label.
     pub fn preemption_could_help(&self) -> bool {
         matches!(
             self,
@@ -393,12 +406,15 @@ impl Reason {
                 | Reason::NodePorts
                 | Reason::PodAntiAffinity
                 | Reason::ExistingPodsAntiAffinity
+                | Reason::TopologySpread
         )
     }
 
-    /// Whether a pod placed elsewhere (not only a pod removed) could make the node fit.
+    /// Whether a pod placed elsewhere (not only a pod removed) could make the node fit: the
+    /// pod a required affinity needs, or one in the least crowded domain, raising the minimum
+    /// a spread constraint's skew is measured from.
     pub fn waits_for_pods(&self) -> bool {
-        matches!(self, Reason::PodAffinity)
+        matches!(self, Reason::PodAffinity | Reason::TopologySpread)
     }
 }
 
@@ -612,6 +628,286 @@ impl InterPodState {
     }
 }
 
+/// The well-known label whose domains are single nodes; PodTopologySpread's score counts
+/// those per node rather than per domain.
+pub const LABEL_HOSTNAME: &str = "kubernetes.io/hostname";
+
+/// One of a pod's `topologySpreadConstraints`, made ready for counting.
+#[derive(Clone, Debug)]
+pub struct SpreadConstraint {
+    pub max_skew: i64,
+    pub topology_key: String,
+    /// 1 unless set: with fewer eligible domains the global minimum is taken as 0.
+    pub min_domains: i64,
+    /// The label selector, with `matchLabelKeys` added as `key In (the pod's value)`; no
+    /// selector matches no pod, as upstream.
+    selector: Option<LabelSelector>,
+    /// nodeAffinityPolicy Honor (the default): only nodes matching the pod's nodeSelector
+    /// and required node affinity are counted.
+    honor_node_affinity: bool,
+    /// nodeTaintsPolicy Honor (Ignore by default): only nodes whose NoSchedule and
+    /// NoExecute taints the pod tolerates are counted.
+    honor_taints: bool,
+}
+
+impl SpreadConstraint {
+    fn new(own_labels: &Labels, c: &TopologySpreadConstraint) -> SpreadConstraint {
+        let mut selector = c.label_selector.clone();
+        if let Some(sel) = selector.as_mut() {
+            for key in c.match_label_keys.iter().flatten() {
+                if let Some(v) = own_labels.get(key) {
+                    sel.match_expressions.get_or_insert_with(Vec::new).push(
+                        LabelSelectorRequirement {
+                            key: key.clone(),
+                            operator: "In".into(),
+                            values: Some(vec![v.clone()]),
+                        },
+                    );
+                }
+            }
+        }
+        SpreadConstraint {
+            max_skew: i64::from(c.max_skew),
+            topology_key: c.topology_key.clone(),
+            min_domains: c.min_domains.map(i64::from).unwrap_or(1),
+            selector,
+            honor_node_affinity: c.node_affinity_policy.as_deref() != Some("Ignore"),
+            honor_taints: c.node_taints_policy.as_deref() == Some("Honor"),
+        }
+    }
+
+    /// Whether a pod with `labels` is one this constraint counts (namespace aside).
+    pub fn matches(&self, labels: &Labels) -> bool {
+        self.selector
+            .as_ref()
+            .is_some_and(|s| selector_matches(s, labels))
+    }
+
+    /// Whether the pods on `node` count, by the node inclusion policies.
+    fn includes(&self, pod: &Pod, tolerations: &[Toleration], node: &NodeInfo) -> bool {
+        (!self.honor_node_affinity || node_affinity_matches(pod, node))
+            && (!self.honor_taints
+                || node
+                    .taints
+                    .iter()
+                    .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+                    .all(|t| tolerates_taint(tolerations, t)))
+    }
+
+    /// Pods in `ns` this constraint selects, by node name.
+    fn counts_by_node(&self, ns: &str, cluster: &dyn Cluster) -> NodeCounts {
+        let mut by_node = NodeCounts::new();
+        cluster.each_pod_group(&mut |group_ns, labels, nodes| {
+            if group_ns == ns && self.matches(labels) {
+                for (node, n) in nodes {
+                    *by_node.entry(node.clone()).or_insert(0) += n;
+                }
+            }
+        });
+        by_node
+    }
+}
+
+/// A pod's explicit topology spread constraints: DoNotSchedule ones filter, ScheduleAnyway
+/// ones score.
+pub fn spread_constraints(
+    pod: &Pod,
+    own_labels: &Labels,
+) -> (Vec<SpreadConstraint>, Vec<SpreadConstraint>) {
+    let mut hard = Vec::new();
+    let mut soft = Vec::new();
+    let all = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.topology_spread_constraints.as_deref())
+        .unwrap_or(&[]);
+    for c in all {
+        let made = SpreadConstraint::new(own_labels, c);
+        if c.when_unsatisfiable == "ScheduleAnyway" {
+            soft.push(made);
+        } else {
+            hard.push(made);
+        }
+    }
+    (hard, soft)
+}
+
+/// Whether the node has every constraint's topology key.
+fn has_topology_keys(node: &NodeInfo, constraints: &[SpreadConstraint]) -> bool {
+    constraints
+        .iter()
+        .all(|c| node.labels.contains_key(&c.topology_key))
+}
+
+/// PodTopologySpread's PreFilter result for the DoNotSchedule constraints: per constraint,
+/// the matching pods in each domain of the eligible nodes (those with every constraint's key
+/// that the node inclusion policies admit), and the global minimum the skew is measured from.
+#[derive(Debug)]
+pub struct SpreadFilter {
+    constraints: Vec<SpreadConstraint>,
+    domains: Vec<HashMap<String, i64>>,
+    min: Vec<i64>,
+}
+
+impl SpreadFilter {
+    pub fn new(
+        pod: &Pod,
+        info: &PodInfo,
+        tolerations: &[Toleration],
+        constraints: Vec<SpreadConstraint>,
+        cluster: &dyn Cluster,
+    ) -> SpreadFilter {
+        let per_node: Vec<NodeCounts> = constraints
+            .iter()
+            .map(|c| c.counts_by_node(&info.namespace, cluster))
+            .collect();
+        let mut domains = vec![HashMap::<String, i64>::new(); constraints.len()];
+        cluster.each_node(&mut |n| {
+            if !has_topology_keys(n, &constraints) {
+                return;
+            }
+            for (i, c) in constraints.iter().enumerate() {
+                if !c.includes(pod, tolerations, n) {
+                    continue;
+                }
+                let count = per_node[i].get(&n.name).copied().unwrap_or(0);
+                *domains[i]
+                    .entry(n.labels[&c.topology_key].clone())
+                    .or_insert(0) += count;
+            }
+        });
+        let min = constraints
+            .iter()
+            .zip(&domains)
+            .map(|(c, d)| {
+                if (d.len() as i64) < c.min_domains {
+                    0
+                } else {
+                    d.values().copied().min().unwrap_or(0)
+                }
+            })
+            .collect();
+        SpreadFilter {
+            constraints,
+            domains,
+            min,
+        }
+    }
+
+    /// PodTopologySpread's Filter for one node: for each constraint, the pods in the node's
+    /// domain, plus the pod itself if it matches, may exceed the global minimum by at most
+    /// maxSkew.
+    pub fn filter(&self, info: &PodInfo, node: &NodeInfo) -> Result<(), Reason> {
+        for (i, c) in self.constraints.iter().enumerate() {
+            let Some(value) = node.labels.get(&c.topology_key) else {
+                return Err(Reason::TopologySpreadMissingLabel);
+            };
+            let count = self.domains[i].get(value).copied().unwrap_or(0);
+            let skew = count + i64::from(c.matches(&info.labels)) - self.min[i];
+            if skew > c.max_skew {
+                return Err(Reason::TopologySpread);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// PodTopologySpread's score for the ScheduleAnyway constraints: per constraint, the matching
+/// pods in the node's domain (on the node itself for hostname) weighted by the log of the
+/// number of domains among the feasible nodes, plus maxSkew - 1; then reversed and scaled so
+/// the emptiest node scores 100. Feasible nodes missing a topology key score 0. Without
+/// ScheduleAnyway constraints every node scores 0 (upstream skips the plugin).
+pub fn topology_spread_scores(
+    pod: &Pod,
+    info: &PodInfo,
+    tolerations: &[Toleration],
+    soft: &[SpreadConstraint],
+    nodes: &[&NodeInfo],
+    cluster: &dyn Cluster,
+) -> Vec<i64> {
+    if soft.is_empty() {
+        return vec![0; nodes.len()];
+    }
+    let ignored: Vec<bool> = nodes.iter().map(|n| !has_topology_keys(n, soft)).collect();
+    let considered = ignored.iter().filter(|i| !**i).count();
+    // The domains of the feasible nodes, to count pods in (hostname is counted per node).
+    let mut domains = vec![HashMap::<String, i64>::new(); soft.len()];
+    for (n, _) in nodes.iter().zip(&ignored).filter(|(_, i)| !**i) {
+        for (i, c) in soft.iter().enumerate() {
+            if c.topology_key != LABEL_HOSTNAME {
+                domains[i].insert(n.labels[&c.topology_key].clone(), 0);
+            }
+        }
+    }
+    let weights: Vec<f64> = soft
+        .iter()
+        .zip(&domains)
+        .map(|(c, d)| {
+            let size = if c.topology_key == LABEL_HOSTNAME {
+                considered
+            } else {
+                d.len()
+            };
+            ((size + 2) as f64).ln()
+        })
+        .collect();
+    let per_node: Vec<NodeCounts> = soft
+        .iter()
+        .map(|c| c.counts_by_node(&info.namespace, cluster))
+        .collect();
+    cluster.each_node(&mut |n| {
+        if !has_topology_keys(n, soft) {
+            return;
+        }
+        for (i, c) in soft.iter().enumerate() {
+            if c.topology_key == LABEL_HOSTNAME || !c.includes(pod, tolerations, n) {
+                continue;
+            }
+            if let Some(count) = domains[i].get_mut(&n.labels[&c.topology_key]) {
+                *count += per_node[i].get(&n.name).copied().unwrap_or(0);
+            }
+        }
+    });
+    let raw: Vec<i64> = nodes
+        .iter()
+        .map(|n| {
+            let mut score = 0.0;
+            for (i, c) in soft.iter().enumerate() {
+                let Some(value) = n.labels.get(&c.topology_key) else {
+                    continue;
+                };
+                let count = if c.topology_key == LABEL_HOSTNAME {
+                    per_node[i].get(&n.name).copied().unwrap_or(0)
+                } else {
+                    domains[i].get(value).copied().unwrap_or(0)
+                };
+                score += count as f64 * weights[i] + (c.max_skew - 1) as f64;
+            }
+            score.round() as i64
+        })
+        .collect();
+    let counted = || {
+        raw.iter()
+            .zip(&ignored)
+            .filter(|(_, i)| !**i)
+            .map(|(s, _)| *s)
+    };
+    let max = counted().max().unwrap_or(0);
+    let min = counted().min().unwrap_or(0);
+    raw.iter()
+        .zip(&ignored)
+        .map(|(s, ignored)| {
+            if *ignored {
+                0
+            } else if max == 0 {
+                MAX_SCORE
+            } else {
+                MAX_SCORE * (max + min - s) / max
+            }
+        })
+        .collect()
+}
+
 /// One scheduling attempt of one pod: what it asks for, read once, and InterPodAffinity's
 /// precomputed state.
 pub struct Cycle<'a> {
@@ -619,19 +915,34 @@ pub struct Cycle<'a> {
     pub info: &'a PodInfo,
     tolerations: &'a [Toleration],
     inter_pod: Option<InterPodState>,
+    /// PodTopologySpread's DoNotSchedule constraints, when the pod has any.
+    spread: Option<SpreadFilter>,
+    /// Its ScheduleAnyway constraints when the pod has explicit constraints; `None` for the
+    /// default spreading of a controller's pods over nodes.
+    soft_spread: Option<Vec<SpreadConstraint>>,
 }
 
 impl<'a> Cycle<'a> {
     pub fn new(pod: &'a Pod, info: &'a PodInfo, cluster: &dyn Cluster) -> Cycle<'a> {
+        let tolerations = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.tolerations.as_deref())
+            .unwrap_or(&[]);
+        let explicit = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.topology_spread_constraints.as_ref())
+            .is_some_and(|c| !c.is_empty());
+        let (hard, soft) = spread_constraints(pod, &info.labels);
         Cycle {
             pod,
             info,
-            tolerations: pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.tolerations.as_deref())
-                .unwrap_or(&[]),
+            tolerations,
             inter_pod: InterPodState::new(info, cluster),
+            spread: (!hard.is_empty())
+                .then(|| SpreadFilter::new(pod, info, tolerations, hard, cluster)),
+            soft_spread: explicit.then_some(soft),
         }
     }
 
@@ -695,6 +1006,10 @@ impl<'a> Cycle<'a> {
         if !reasons.is_empty() {
             return Err(reasons);
         }
+        // PodTopologySpread
+        if let Some(s) = &self.spread {
+            s.filter(info, node).map_err(|r| vec![r])?;
+        }
         // InterPodAffinity
         if let Some(s) = &self.inter_pod {
             s.filter(info, node).map_err(|r| vec![r])?;
@@ -719,7 +1034,13 @@ impl<'a> Cycle<'a> {
             taint_toleration_scores(self.tolerations, nodes),
         );
         add(WEIGHT_NODE_AFFINITY, node_affinity_scores(self.pod, nodes));
-        add(WEIGHT_POD_TOPOLOGY_SPREAD, spread_scores(self.info, nodes));
+        let spread = match &self.soft_spread {
+            Some(soft) => {
+                topology_spread_scores(self.pod, self.info, self.tolerations, soft, nodes, cluster)
+            }
+            None => spread_scores(self.info, nodes),
+        };
+        add(WEIGHT_POD_TOPOLOGY_SPREAD, spread);
         add(
             WEIGHT_INTER_POD_AFFINITY,
             inter_pod_affinity_scores(self.info, nodes, cluster),
@@ -1073,6 +1394,7 @@ mod tests {
     struct TestCluster {
         pods: Vec<(PodInfo, String)>,
         nodes: HashMap<String, Labels>,
+        node_infos: Vec<NodeInfo>,
         namespaces: HashMap<String, Labels>,
     }
 
@@ -1083,6 +1405,7 @@ mod tests {
                     .iter()
                     .map(|n| (n.name.clone(), n.labels.clone()))
                     .collect(),
+                node_infos: nodes.iter().map(|n| (*n).clone()).collect(),
                 ..Default::default()
             }
         }
@@ -1103,6 +1426,11 @@ mod tests {
                 if let Some(t) = &p.affinity {
                     f(t, &[(n.clone(), 1)].into())
                 }
+            }
+        }
+        fn each_node(&self, f: &mut dyn FnMut(&NodeInfo)) {
+            for n in &self.node_infos {
+                f(n)
             }
         }
         fn node_labels(&self, node: &str) -> Option<&Labels> {
@@ -1653,5 +1981,354 @@ mod tests {
             fit_error_message(0, &[]),
             "no nodes available to schedule pods"
         );
+    }
+
+    fn spread(constraints: serde_json::Value) -> serde_json::Value {
+        json!({"containers": [], "topologySpreadConstraints": constraints})
+    }
+
+    fn constraint(
+        key: &str,
+        skew: i32,
+        when: &str,
+        selector: serde_json::Value,
+    ) -> serde_json::Value {
+        json!({"maxSkew": skew, "topologyKey": key, "whenUnsatisfiable": when,
+               "labelSelector": {"matchLabels": selector}})
+    }
+
+    /// Zoned nodes a, b (z1) and c (z2) with `web` pods placed on the named nodes.
+    fn web_cluster(on: &[&str]) -> (NodeInfo, NodeInfo, NodeInfo, TestCluster) {
+        let (a, b, c) = zoned();
+        let mut cluster = TestCluster::with_nodes(&[&a, &b, &c]);
+        for n in on {
+            cluster.place(&labelled("default", json!({"app": "web"}), json!({})), n);
+        }
+        (a, b, c, cluster)
+    }
+
+    #[test]
+    fn spread_filter_by_zone_and_by_hostname() {
+        let (a, b, c, mut cluster) = web_cluster(&["a", "a"]);
+        // Pods elsewhere or in another namespace do not count.
+        cluster.place(&labelled("other", json!({"app": "web"}), json!({})), "c");
+        cluster.place(&labelled("default", json!({"app": "db"}), json!({})), "c");
+        let nodes = [&a, &b, &c];
+        let skew = Err(Reason::TopologySpread);
+        let zone = labelled(
+            "default",
+            json!({"app": "web"}),
+            spread(json!([constraint(
+                "zone",
+                1,
+                "DoNotSchedule",
+                json!({"app": "web"})
+            )])),
+        );
+        // z1 has 2, z2 0: only z2 keeps the skew at 1.
+        assert_eq!(
+            results(&zone, &nodes, &cluster),
+            vec![skew.clone(), skew.clone(), Ok(())]
+        );
+        let host = labelled(
+            "default",
+            json!({"app": "web"}),
+            spread(json!([constraint(
+                "kubernetes.io/hostname",
+                1,
+                "DoNotSchedule",
+                json!({"app": "web"})
+            )])),
+        );
+        assert_eq!(
+            results(&host, &nodes, &cluster),
+            vec![skew.clone(), Ok(()), Ok(())]
+        );
+        // maxSkew 2 lets a take a third only with the zone spread, 2 + 1 - 0 > 2.
+        let loose = labelled(
+            "default",
+            json!({"app": "web"}),
+            spread(json!([constraint(
+                "zone",
+                3,
+                "DoNotSchedule",
+                json!({"app": "web"})
+            )])),
+        );
+        assert_eq!(
+            results(&loose, &nodes, &cluster),
+            vec![Ok(()), Ok(()), Ok(())]
+        );
+        // ScheduleAnyway constraints do not filter.
+        let soft = labelled(
+            "default",
+            json!({"app": "web"}),
+            spread(json!([constraint(
+                "zone",
+                1,
+                "ScheduleAnyway",
+                json!({"app": "web"})
+            )])),
+        );
+        assert_eq!(
+            results(&soft, &nodes, &cluster),
+            vec![Ok(()), Ok(()), Ok(())]
+        );
+    }
+
+    #[test]
+    fn a_pod_not_matching_its_own_selector_does_not_count_itself() {
+        let (a, b, c, cluster) = web_cluster(&["a"]);
+        let host = |labels| {
+            labelled(
+                "default",
+                labels,
+                spread(json!([constraint(
+                    "kubernetes.io/hostname",
+                    1,
+                    "DoNotSchedule",
+                    json!({"app": "web"})
+                )])),
+            )
+        };
+        let nodes = [&a, &b, &c];
+        assert_eq!(
+            results(&host(json!({"app": "other"})), &nodes, &cluster),
+            vec![Ok(()), Ok(()), Ok(())]
+        );
+        assert_eq!(
+            results(&host(json!({"app": "web"})), &nodes, &cluster),
+            vec![Err(Reason::TopologySpread), Ok(()), Ok(())]
+        );
+    }
+
+    #[test]
+    fn min_domains_takes_the_minimum_as_zero_with_too_few_domains() {
+        let (a, b, c, cluster) = web_cluster(&["a", "c"]);
+        let nodes = [&a, &b, &c];
+        let with = |min_domains: Option<i32>| {
+            let mut con = constraint("zone", 1, "DoNotSchedule", json!({"app": "web"}));
+            if let Some(m) = min_domains {
+                con["minDomains"] = json!(m);
+            }
+            labelled("default", json!({"app": "web"}), spread(json!([con])))
+        };
+        // One pod per zone: the minimum is 1 and either zone takes a second.
+        assert_eq!(
+            results(&with(None), &nodes, &cluster),
+            vec![Ok(()), Ok(()), Ok(())]
+        );
+        assert_eq!(
+            results(&with(Some(2)), &nodes, &cluster),
+            vec![Ok(()), Ok(()), Ok(())]
+        );
+        // Two zones of three wanted: the minimum is 0 and 1 + 1 - 0 > 1 everywhere.
+        let skew = Err(Reason::TopologySpread);
+        assert_eq!(
+            results(&with(Some(3)), &nodes, &cluster),
+            vec![skew.clone(), skew.clone(), skew]
+        );
+    }
+
+    #[test]
+    fn match_label_keys_narrow_the_selector_to_the_pods_own_values() {
+        let (a, b, c) = zoned();
+        let mut cluster = TestCluster::with_nodes(&[&a, &b, &c]);
+        for _ in 0..2 {
+            let old = labelled("default", json!({"app": "web", "rev": "1"}), json!({}));
+            cluster.place(&old, "a");
+        }
+        let nodes = [&a, &b, &c];
+        let new = |keys: serde_json::Value| {
+            let mut con = constraint(
+                "kubernetes.io/hostname",
+                1,
+                "DoNotSchedule",
+                json!({"app": "web"}),
+            );
+            con["matchLabelKeys"] = keys;
+            labelled(
+                "default",
+                json!({"app": "web", "rev": "2"}),
+                spread(json!([con])),
+            )
+        };
+        // Counting every web pod, a is full; counting only rev 2, nothing is anywhere.
+        assert_eq!(
+            results(&new(json!([])), &nodes, &cluster),
+            vec![Err(Reason::TopologySpread), Ok(()), Ok(())]
+        );
+        assert_eq!(
+            results(&new(json!(["rev"])), &nodes, &cluster),
+            vec![Ok(()), Ok(()), Ok(())]
+        );
+        // A key the pod does not have adds nothing.
+        assert_eq!(
+            results(&new(json!(["missing"])), &nodes, &cluster),
+            vec![Err(Reason::TopologySpread), Ok(()), Ok(())]
+        );
+    }
+
+    #[test]
+    fn nodes_without_the_topology_key_fail_and_do_not_count() {
+        let (a, b, c) = zoned();
+        let bare = node_with("d", "4", "16Gi", json!({"kubernetes.io/hostname": "d"}));
+        let mut cluster = TestCluster::with_nodes(&[&a, &b, &c, &bare]);
+        cluster.place(&labelled("default", json!({"app": "web"}), json!({})), "a");
+        cluster.place(&labelled("default", json!({"app": "web"}), json!({})), "c");
+        cluster.place(&labelled("default", json!({"app": "web"}), json!({})), "d");
+        let p = labelled(
+            "default",
+            json!({"app": "web"}),
+            spread(json!([constraint(
+                "zone",
+                1,
+                "DoNotSchedule",
+                json!({"app": "web"})
+            )])),
+        );
+        // d's pod is in no zone: the zones hold 1 each.
+        assert_eq!(
+            results(&p, &[&a, &b, &c, &bare], &cluster),
+            vec![
+                Ok(()),
+                Ok(()),
+                Ok(()),
+                Err(Reason::TopologySpreadMissingLabel)
+            ]
+        );
+        assert_eq!(
+            fit_error_message(
+                2,
+                &[
+                    vec![Reason::TopologySpreadMissingLabel],
+                    vec![Reason::TopologySpread]
+                ]
+            ),
+            "0/2 nodes are available: 1 node(s) didn't match pod topology spread constraints, 1 \
+             node(s) didn't match pod topology spread constraints (missing required label). \
+             preemption: 0/2 nodes are available: 1 No preemption victims found for incoming \
+             pod, 1 Preemption is not helpful for scheduling."
+        );
+    }
+
+    #[test]
+    fn node_inclusion_policies_choose_the_nodes_counted() {
+        let (a, b, mut c) = zoned();
+        c.taints =
+            vec![serde_json::from_value(json!({"key": "k", "effect": "NoSchedule"})).unwrap()];
+        let mut cluster = TestCluster::with_nodes(&[&a, &b, &c]);
+        for n in ["a", "b"] {
+            cluster.place(&labelled("default", json!({"app": "web"}), json!({})), n);
+        }
+        let with = |policies: serde_json::Value, extra: serde_json::Value| {
+            let mut con = constraint(
+                "kubernetes.io/hostname",
+                1,
+                "DoNotSchedule",
+                json!({"app": "web"}),
+            );
+            for (k, v) in policies.as_object().unwrap() {
+                con[k] = v.clone();
+            }
+            let mut spec = spread(json!([con]));
+            for (k, v) in extra.as_object().unwrap() {
+                spec[k] = v.clone();
+            }
+            labelled("default", json!({"app": "web"}), spec)
+        };
+        let check = |p: &Pod| {
+            let info = PodInfo::from_pod(p);
+            let (hard, _) = spread_constraints(p, &info.labels);
+            let tolerations = p
+                .spec
+                .as_ref()
+                .unwrap()
+                .tolerations
+                .clone()
+                .unwrap_or_default();
+            let s = SpreadFilter::new(p, &info, &tolerations, hard, &cluster);
+            [&a, &b]
+                .iter()
+                .map(|n| s.filter(&info, n))
+                .collect::<Vec<_>>()
+        };
+        let fits = vec![Ok(()), Ok(())];
+        let skew = vec![Err(Reason::TopologySpread), Err(Reason::TopologySpread)];
+        // Taints are ignored by default: empty c is the minimum.
+        assert_eq!(check(&with(json!({}), json!({}))), skew);
+        assert_eq!(
+            check(&with(json!({"nodeTaintsPolicy": "Honor"}), json!({}))),
+            fits
+        );
+        // The node selector is honoured by default.
+        let z1 = json!({"nodeSelector": {"zone": "z1"}});
+        assert_eq!(check(&with(json!({}), z1.clone())), fits);
+        assert_eq!(
+            check(&with(json!({"nodeAffinityPolicy": "Ignore"}), z1)),
+            skew
+        );
+    }
+
+    #[test]
+    fn schedule_anyway_constraints_score_emptier_domains_higher() {
+        let (a, b, c, cluster) = web_cluster(&["a", "a"]);
+        let bare = node_with("d", "4", "16Gi", json!({"kubernetes.io/hostname": "d"}));
+        let scores = |con: serde_json::Value, nodes: &[&NodeInfo]| {
+            let p = labelled("default", json!({"app": "web"}), spread(json!([con])));
+            let info = PodInfo::from_pod(&p);
+            let (_, soft) = spread_constraints(&p, &info.labels);
+            topology_spread_scores(&p, &info, &[], &soft, nodes, &cluster)
+        };
+        // By zone: z1 has 2 (ln 4 each, rounded to 3), z2 none; d lacks the key and scores 0.
+        let zone = constraint("zone", 1, "ScheduleAnyway", json!({"app": "web"}));
+        assert_eq!(
+            scores(zone.clone(), &[&a, &b, &c, &bare]),
+            vec![0, 0, 100, 0]
+        );
+        // maxSkew adds the same to every node: (5 + 5 - 5) / 5 for the crowded one.
+        let mut wide = zone;
+        wide["maxSkew"] = json!(3);
+        assert_eq!(scores(wide, &[&a, &b, &c]), vec![40, 40, 100]);
+        // By hostname: a holds 2 (ln 5 each: 3), the others none.
+        let host = constraint(
+            "kubernetes.io/hostname",
+            1,
+            "ScheduleAnyway",
+            json!({"app": "web"}),
+        );
+        assert_eq!(scores(host, &[&a, &b, &c]), vec![0, 100, 100]);
+        // Nothing to spread from: all 100.
+        let none = constraint("zone", 1, "ScheduleAnyway", json!({"app": "db"}));
+        assert_eq!(scores(none, &[&a, &b, &c]), vec![100, 100, 100]);
+    }
+
+    #[test]
+    fn explicit_constraints_replace_the_default_spreading() {
+        let (a, b, c, cluster) = web_cluster(&["a", "a"]);
+        let nodes = [&a, &b, &c];
+        // Only DoNotSchedule constraints: the plugin scores nothing (upstream skips it).
+        let hard = labelled(
+            "default",
+            json!({"app": "web"}),
+            spread(json!([constraint(
+                "zone",
+                5,
+                "DoNotSchedule",
+                json!({"app": "web"})
+            )])),
+        );
+        let info = PodInfo::from_pod(&hard);
+        let cycle = Cycle::new(&hard, &info, &cluster);
+        assert!(cycle.soft_spread.as_ref().is_some_and(|s| s.is_empty()));
+        let (_, soft) = spread_constraints(&hard, &info.labels);
+        assert_eq!(
+            topology_spread_scores(&hard, &info, &[], &soft, &nodes, &cluster),
+            vec![0, 0, 0]
+        );
+        // Without constraints the owner spreading stays.
+        let plain = labelled("default", json!({"app": "web"}), json!({"containers": []}));
+        let info = PodInfo::from_pod(&plain);
+        assert!(Cycle::new(&plain, &info, &cluster).soft_spread.is_none());
     }
 }

@@ -1,7 +1,7 @@
 //! End-to-end: where the scheduler of a real `skiff server` puts pods on three simulated nodes
 //! (`skiff sim nodes`, sim-0..sim-2, 4 cpu / 16Gi / 110 pods each), driven by the real
 //! kubectl: node selectors, node affinity, taints, host ports, pod affinity and anti-affinity,
-//! spreading, and upstream's FailedScheduling messages for pods that fit nowhere.
+//! spreading, topology spread constraints, and upstream's FailedScheduling messages for pods that fit nowhere.
 
 mod common;
 
@@ -447,5 +447,50 @@ fn pod_affinity_anti_affinity_and_spreading() {
             ("sim-1".to_string(), 2),
             ("sim-2".to_string(), 2)
         ])
+    );
+}
+
+#[test]
+fn topology_spread_constraints() {
+    let c = Cluster::start();
+    const ZONE: &str = "topology.kubernetes.io/zone";
+    for (n, zone) in [("sim-0", "a"), ("sim-1", "a"), ("sim-2", "b")] {
+        c.ok(&["label", "node", n, &format!("{ZONE}={zone}")]);
+    }
+    let zone_spread = |labels: Value, min_domains: Option<i32>| {
+        let mut con = json!({"maxSkew": 1, "topologyKey": ZONE,
+                             "whenUnsatisfiable": "DoNotSchedule",
+                             "labelSelector": {"matchLabels": labels}});
+        if let Some(m) = min_domains {
+            con["minDomains"] = json!(m);
+        }
+        json!({"topologySpreadConstraints": [con]})
+    };
+
+    // Zone a has two nodes and b one, yet the replicas split 2/2 between the zones.
+    c.apply(&deployment(
+        "zoned",
+        4,
+        zone_spread(json!({"app": "zoned"}), None),
+    ));
+    let (per_node, _) = c.settle("zoned", 4, 0);
+    let in_a = per_node.get("sim-0").unwrap_or(&0) + per_node.get("sim-1").unwrap_or(&0);
+    assert_eq!(
+        (in_a, per_node.get("sim-2").copied().unwrap_or(0)),
+        (2, 2),
+        "{per_node:?}"
+    );
+
+    // Another pod spreading with them over three zones where there are two: the minimum is
+    // taken as 0, and 2 in either zone is a skew of 2.
+    c.apply(&pod(
+        "zoned-extra",
+        json!({"role": "extra"}),
+        zone_spread(json!({"app": "zoned"}), Some(3)),
+    ));
+    c.expect_unschedulable(
+        "zoned-extra",
+        "0/3 nodes are available: 3 node(s) didn't match pod topology spread constraints. \
+         preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.",
     );
 }
