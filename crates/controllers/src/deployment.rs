@@ -83,6 +83,170 @@ pub fn max_scaled_down(
     all_pods - min_available - new_unavailable
 }
 
+// ------------------------------------------------------------------ scaling (upstream's scale())
+
+/// What scaling needs to know of one ReplicaSet.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScaleSet {
+    pub name: String,
+    /// Creation time in seconds; none sorts first, as upstream's zero time does.
+    pub created: Option<i64>,
+    pub replicas: i32,
+    pub available: i32,
+    /// The `desired-replicas` annotation, when it parses.
+    pub desired: Option<i32>,
+    /// The `max-replicas` annotation, when it parses.
+    pub max_replicas: Option<i32>,
+}
+
+/// The Deployment as scaling sees it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScaleTarget {
+    pub replicas: i32,
+    /// Resolved maxSurge; 0 for Recreate.
+    pub max_surge: i32,
+    pub rolling: bool,
+    /// status.replicas: the old size when a ReplicaSet has no max-replicas annotation.
+    pub status_replicas: i32,
+}
+
+/// Sizes to write, in the order to write them (indices into the sets given to
+/// [`plan_scale`]), and the direction the events name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScalePlan {
+    pub sizes: Vec<(usize, i32)>,
+    pub direction: &'static str,
+}
+
+/// Upstream's getReplicaSetFraction: what `rs` gains (negative: loses) so that its share of
+/// `replicas + maxSurge` is the share it had of the max-replicas it was last scaled for.
+pub fn replica_set_fraction(rs: &ScaleSet, d: &ScaleTarget) -> i32 {
+    if d.replicas == 0 {
+        return -rs.replicas;
+    }
+    let before = rs.max_replicas.unwrap_or(d.status_replicas);
+    if before <= 0 {
+        // Upstream divides by zero here; nothing is a safe share (the leftover step still
+        // brings the total to the allowed size).
+        return 0;
+    }
+    let size = rs.replicas as f64 * (d.replicas + d.max_surge) as f64 / before as f64;
+    // f64::round rounds halves away from zero, as Go's math.Round.
+    size.round() as i32 - rs.replicas
+}
+
+/// Upstream's GetReplicaSetProportion: the fraction, never past what is still to add (or
+/// remove).
+pub fn replica_set_proportion(rs: &ScaleSet, d: &ScaleTarget, to_add: i32, added: i32) -> i32 {
+    if rs.replicas == 0 || to_add == 0 || to_add == added {
+        return 0;
+    }
+    let fraction = replica_set_fraction(rs, d);
+    let allowed = to_add - added;
+    if to_add > 0 {
+        fraction.min(allowed)
+    } else {
+        fraction.max(allowed)
+    }
+}
+
+fn older(a: &ScaleSet, b: &ScaleSet) -> std::cmp::Ordering {
+    (a.created, &a.name).cmp(&(b.created, &b.name))
+}
+
+/// Upstream's scale() as data. At most one active (replicas > 0) ReplicaSet: it (or the
+/// newest if none is active) gets the Deployment's replicas. A saturated new ReplicaSet: the
+/// old ones go to 0. Otherwise, for RollingUpdate, `replicas + maxSurge` minus what the active
+/// sets have is spread over them by their proportions, largest first (ties: newest first when
+/// growing, oldest first when shrinking), and what rounding leaves over goes to the first.
+pub fn plan_scale(sets: &[ScaleSet], new: Option<usize>, d: &ScaleTarget) -> ScalePlan {
+    let active: Vec<usize> = (0..sets.len()).filter(|&i| sets[i].replicas > 0).collect();
+    let only = match active.len() {
+        0 => new.or_else(|| (0..sets.len()).max_by(|&a, &b| older(&sets[a], &sets[b]))),
+        1 => Some(active[0]),
+        _ => None,
+    };
+    if active.len() <= 1 {
+        let Some(i) = only else {
+            return ScalePlan::default();
+        };
+        // Upstream writes nothing when the size is already right; the controller's write is
+        // a no-op then too, unless the replica annotations are stale, which it refreshes (else
+        // every sync would see a scaling event and the rollout never resume).
+        let direction = if sets[i].replicas > d.replicas {
+            "down"
+        } else {
+            "up"
+        };
+        return ScalePlan {
+            sizes: vec![(i, d.replicas)],
+            direction,
+        };
+    }
+    if let Some(n) = new {
+        let rs = &sets[n];
+        if rs.replicas == d.replicas && rs.desired == Some(d.replicas) && rs.available == d.replicas
+        {
+            return ScalePlan {
+                sizes: active
+                    .iter()
+                    .filter(|&&i| i != n)
+                    .map(|&i| (i, 0))
+                    .collect(),
+                direction: "down",
+            };
+        }
+    }
+    if !d.rolling {
+        return ScalePlan::default();
+    }
+    let total: i32 = active.iter().map(|&i| sets[i].replicas).sum();
+    let allowed = if d.replicas > 0 {
+        d.replicas + d.max_surge
+    } else {
+        0
+    };
+    let to_add = allowed - total;
+    let mut order = active;
+    let direction = match to_add.cmp(&0) {
+        std::cmp::Ordering::Greater => {
+            order.sort_by(|&a, &b| {
+                (sets[b].replicas.cmp(&sets[a].replicas)).then(older(&sets[b], &sets[a]))
+            });
+            "up"
+        }
+        std::cmp::Ordering::Less => {
+            order.sort_by(|&a, &b| {
+                (sets[b].replicas.cmp(&sets[a].replicas)).then(older(&sets[a], &sets[b]))
+            });
+            "down"
+        }
+        std::cmp::Ordering::Equal => "",
+    };
+    let mut added = 0;
+    let mut sizes: Vec<(usize, i32)> = order
+        .iter()
+        .map(|&i| {
+            let p = replica_set_proportion(&sets[i], d, to_add, added);
+            added += p;
+            (i, sets[i].replicas + p)
+        })
+        .collect();
+    if to_add != 0 {
+        if let Some(first) = sizes.first_mut() {
+            first.1 = (first.1 + to_add - added).max(0);
+        }
+    }
+    ScalePlan { sizes, direction }
+}
+
+/// Upstream's isScalingEvent: an active ReplicaSet was last scaled for another size.
+pub fn is_scaling_event(sets: &[ScaleSet], replicas: i32) -> bool {
+    sets.iter()
+        .filter(|r| r.replicas > 0)
+        .any(|r| r.desired.is_some_and(|d| d != replicas))
+}
+
 // ------------------------------------------------------------------ templates and hashing
 
 /// FNV-32a over the template's canonical JSON and the collision count.
@@ -289,8 +453,20 @@ impl Ctl {
         let paused = spec.paused.unwrap_or(false);
         let recreate = spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) == Some("Recreate");
         let mut sets = self.split(&d, owned);
+        // Paused, or resized since the active ReplicaSets were last scaled: scale only
+        // (upstream's sync), proportionally when a rollout is under way.
+        if paused || is_scaling_event(&self.scale_sets(&sets).1, spec.replicas.unwrap_or(1)) {
+            if let Some(new) = &sets.new {
+                self.sync_revision(&d, new, &sets).await?;
+            }
+            self.scale_all(&d, &sets).await?;
+            if paused {
+                self.cleanup(&d, &sets).await?;
+            }
+            return self.sync_status(&d, &sets, None).await;
+        }
         let mut created = None;
-        if sets.new.is_none() && !paused {
+        if sets.new.is_none() {
             // Recreate makes the new ReplicaSet only once old pods are gone.
             if !recreate || !self.old_pods_running(&sets) {
                 let rs = self.create_new_rs(&d, &sets, recreate).await?;
@@ -301,21 +477,6 @@ impl Ctl {
         }
         if let Some(new) = &sets.new {
             self.sync_revision(&d, new, &sets).await?;
-        }
-        if paused {
-            // Paused: scale only, no rollout.
-            let active: Vec<_> = sets.all().filter(|r| rs_replicas(r) > 0).cloned().collect();
-            let target = spec.replicas.unwrap_or(1);
-            if active.len() == 1 && rs_replicas(&active[0]) != target {
-                self.scale(&d, &active[0], target).await?;
-            } else if active.is_empty() {
-                if let Some(new) = &sets.new {
-                    if rs_replicas(new) != target {
-                        self.scale(&d, new, target).await?;
-                    }
-                }
-            }
-            return self.sync_status(&d, &sets, None).await;
         }
         let scaled = if recreate {
             self.rollout_recreate(&d, &sets).await?
@@ -627,6 +788,20 @@ impl Ctl {
     /// Sets a ReplicaSet's replicas (and the desired/max annotations), with the event.
     async fn scale(&self, d: &Deployment, rs: &ReplicaSet, to: i32) -> Result<bool> {
         let from = rs_replicas(rs);
+        let direction = if to > from { "up" } else { "down" };
+        self.scale_as(d, rs, to, direction).await
+    }
+
+    /// [`Self::scale`] with the direction the event names: a proportional scale names the
+    /// Deployment's direction for every ReplicaSet, as upstream.
+    async fn scale_as(
+        &self,
+        d: &Deployment,
+        rs: &ReplicaSet,
+        to: i32,
+        direction: &str,
+    ) -> Result<bool> {
+        let from = rs_replicas(rs);
         let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         let (surge, _) = self.max_surge(d);
         let ann = rs.annotations();
@@ -649,18 +824,59 @@ impl Ctl {
         .await
         .map_err(api_err(format!("scaling replicaset {}", rs.name_any())))?;
         if from != to {
-            let dir = if to > from { "up" } else { "down" };
             self.recorder.publish(
                 d,
                 EventType::Normal,
                 "ScalingReplicaSet",
                 format!(
-                    "Scaled {dir} replica set {} to {to} from {from}",
+                    "Scaled {direction} replica set {} to {to} from {from}",
                     rs.name_any()
                 ),
             );
         }
         Ok(from != to)
+    }
+
+    /// The ReplicaSets as [`plan_scale`] sees them, the new one (if any) first.
+    fn scale_sets(&self, sets: &Sets) -> (Vec<Arc<ReplicaSet>>, Vec<ScaleSet>) {
+        let all: Vec<Arc<ReplicaSet>> = sets.all().cloned().collect();
+        let int_ann = |rs: &ReplicaSet, k: &str| rs.annotations().get(k)?.parse::<i32>().ok();
+        let view = all
+            .iter()
+            .map(|rs| ScaleSet {
+                name: rs.name_any(),
+                created: rs
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0.as_second()),
+                replicas: rs_replicas(rs),
+                available: rs_available(rs),
+                desired: int_ann(rs, DESIRED_REPLICAS),
+                max_replicas: int_ann(rs, MAX_REPLICAS),
+            })
+            .collect();
+        (all, view)
+    }
+
+    /// Upstream's scale(): see [`plan_scale`]. Stops at the first failed write; the
+    /// Deployment is synced again.
+    async fn scale_all(&self, d: &Deployment, sets: &Sets) -> Result<()> {
+        let spec = d.spec.as_ref().unwrap();
+        let recreate = spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) == Some("Recreate");
+        let target = ScaleTarget {
+            replicas: spec.replicas.unwrap_or(1),
+            max_surge: self.max_surge(d).0,
+            rolling: !recreate,
+            status_replicas: d.status.as_ref().and_then(|s| s.replicas).unwrap_or(0),
+        };
+        let (all, view) = self.scale_sets(sets);
+        let new = sets.new.as_ref().map(|_| 0);
+        let plan = plan_scale(&view, new, &target);
+        for (i, to) in plan.sizes {
+            self.scale_as(d, &all[i], to, plan.direction).await?;
+        }
+        Ok(())
     }
 
     async fn rollout_rolling(&self, d: &Deployment, sets: &Sets) -> Result<bool> {
@@ -1040,6 +1256,288 @@ mod tests {
         assert_eq!(max_scaled_down(3, 0, 4, 1, 1), 1);
         // maxUnavailable 1 allows one more.
         assert_eq!(max_scaled_down(3, 1, 4, 1, 1), 2);
+    }
+
+    /// A ReplicaSet last scaled for a Deployment of `was` replicas with maxSurge `was_surge`,
+    /// created at `created`, fully available.
+    fn set(name: &str, replicas: i32, created: i64, was: i32, was_surge: i32) -> ScaleSet {
+        ScaleSet {
+            name: name.into(),
+            created: Some(created),
+            replicas,
+            available: replicas,
+            desired: Some(was),
+            max_replicas: Some(was + was_surge),
+        }
+    }
+
+    fn rolling(replicas: i32, max_surge: i32) -> ScaleTarget {
+        ScaleTarget {
+            replicas,
+            max_surge,
+            rolling: true,
+            status_replicas: 0,
+        }
+    }
+
+    /// New sizes by name, unchanged sets included.
+    fn sizes(sets: &[ScaleSet], new: Option<usize>, d: &ScaleTarget) -> Vec<(String, i32)> {
+        let plan = plan_scale(sets, new, d);
+        sets.iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let to = plan.sizes.iter().find(|(j, _)| *j == i).map(|(_, n)| *n);
+                (r.name.clone(), to.unwrap_or(r.replicas))
+            })
+            .collect()
+    }
+
+    fn named(v: &[(&str, i32)]) -> Vec<(String, i32)> {
+        v.iter().map(|(n, r)| (n.to_string(), *r)).collect()
+    }
+
+    // Creation times as upstream's TestScale: older, old, new.
+    const OLDER: i64 = 0;
+    const OLD: i64 = 3600;
+    const NEW: i64 = 7200;
+
+    #[test]
+    fn mid_rollout_resize_spreads_over_the_sets_by_their_share() {
+        // 10 replicas, maxSurge 3, stalled at old 8 / new 5 (max-replicas 13).
+        let sets = [set("v2", 5, NEW, 10, 3), set("v1", 8, OLD, 10, 3)];
+        // To 15 with maxSurge 3: 18 allowed, 5 more. v1 (largest first): round(8*18/13) = 11;
+        // v2: round(5*18/13) = 7.
+        let p = plan_scale(&sets, Some(0), &rolling(15, 3));
+        assert_eq!(p.direction, "up");
+        assert_eq!(p.sizes, [(1, 11), (0, 7)]);
+        // Upstream's "change both surge and size": to 50 with maxSurge 6: 34 and 22.
+        assert_eq!(
+            sizes(&sets, Some(0), &rolling(50, 6)),
+            named(&[("v2", 22), ("v1", 34)])
+        );
+        // The end-to-end case: 25% of 20 is a surge of 5, 25 allowed: 15 and 10.
+        assert_eq!(
+            sizes(&sets, Some(0), &rolling(20, 5)),
+            named(&[("v2", 10), ("v1", 15)])
+        );
+    }
+
+    #[test]
+    fn proportional_scaling_matches_upstream_test_scale() {
+        // (sets, new index, deployment replicas, maxSurge, expected sizes); the sets were last
+        // scaled for the old size with maxSurge 0 unless said otherwise.
+        let cases: Vec<(
+            &str,
+            Vec<ScaleSet>,
+            Option<usize>,
+            i32,
+            i32,
+            Vec<(&str, i32)>,
+        )> = vec![
+            (
+                "normal scaling event: 10 -> 12",
+                vec![set("v1", 10, NEW, 10, 0)],
+                Some(0),
+                12,
+                0,
+                vec![("v1", 12)],
+            ),
+            (
+                "normal scaling event: 10 -> 5",
+                vec![set("v1", 10, NEW, 10, 0)],
+                Some(0),
+                5,
+                0,
+                vec![("v1", 5)],
+            ),
+            (
+                "proportional scaling: 5 -> 10",
+                vec![set("v2", 2, NEW, 5, 0), set("v1", 3, OLD, 5, 0)],
+                Some(0),
+                10,
+                0,
+                vec![("v2", 4), ("v1", 6)],
+            ),
+            (
+                "proportional scaling: 5 -> 3",
+                vec![set("v2", 2, NEW, 5, 0), set("v1", 3, OLD, 5, 0)],
+                Some(0),
+                3,
+                0,
+                vec![("v2", 1), ("v1", 2)],
+            ),
+            (
+                "proportional scaling: 9 -> 4",
+                vec![set("v2", 8, NEW, 9, 0), set("v1", 1, OLD, 9, 0)],
+                Some(0),
+                4,
+                0,
+                vec![("v2", 4), ("v1", 0)],
+            ),
+            (
+                "proportional scaling: 7 -> 10",
+                vec![
+                    set("v3", 2, NEW, 7, 0),
+                    set("v2", 3, OLD, 7, 0),
+                    set("v1", 2, OLDER, 7, 0),
+                ],
+                Some(0),
+                10,
+                0,
+                vec![("v3", 3), ("v2", 4), ("v1", 3)],
+            ),
+            (
+                "proportional scaling: 13 -> 8",
+                vec![
+                    set("v3", 2, NEW, 13, 0),
+                    set("v2", 8, OLD, 13, 0),
+                    set("v1", 3, OLDER, 13, 0),
+                ],
+                Some(0),
+                8,
+                0,
+                vec![("v3", 1), ("v2", 5), ("v1", 2)],
+            ),
+            (
+                "leftover distribution: 3 -> 4 grows the newest",
+                vec![
+                    set("v3", 1, NEW, 3, 0),
+                    set("v2", 1, OLD, 3, 0),
+                    set("v1", 1, OLDER, 3, 0),
+                ],
+                Some(0),
+                4,
+                0,
+                vec![("v3", 2), ("v2", 1), ("v1", 1)],
+            ),
+            (
+                "leftover distribution: 3 -> 2 shrinks the oldest",
+                vec![
+                    set("v3", 1, NEW, 3, 0),
+                    set("v2", 1, OLD, 3, 0),
+                    set("v1", 1, OLDER, 3, 0),
+                ],
+                Some(0),
+                2,
+                0,
+                vec![("v3", 1), ("v2", 1), ("v1", 0)],
+            ),
+            (
+                "no new rs: 4 -> 5 grows the latest first",
+                vec![set("v2", 2, OLD, 4, 0), set("v1", 2, OLDER, 4, 0)],
+                None,
+                5,
+                0,
+                vec![("v2", 3), ("v1", 2)],
+            ),
+            (
+                "6 -> 0",
+                vec![
+                    set("v3", 3, NEW, 6, 0),
+                    set("v2", 2, OLD, 6, 0),
+                    set("v1", 1, OLDER, 6, 0),
+                ],
+                Some(0),
+                0,
+                0,
+                vec![("v3", 0), ("v2", 0), ("v1", 0)],
+            ),
+            (
+                "0 -> 6 scales only the new set",
+                vec![
+                    set("v3", 0, NEW, 6, 0),
+                    set("v2", 0, OLD, 6, 0),
+                    set("v1", 0, OLDER, 6, 0),
+                ],
+                Some(0),
+                6,
+                0,
+                vec![("v3", 6), ("v2", 0), ("v1", 0)],
+            ),
+            (
+                "one set last scaled for 3: it takes the added replica",
+                vec![
+                    set("v3", 2, NEW, 5, 0),
+                    set("v2", 1, OLD, 3, 0),
+                    set("v1", 1, OLDER, 5, 0),
+                ],
+                Some(0),
+                5,
+                0,
+                vec![("v3", 2), ("v2", 2), ("v1", 1)],
+            ),
+            (
+                "deployment with surge pods: 10 -> 20, maxSurge 2",
+                vec![set("v2", 6, NEW, 10, 2), set("v1", 6, OLD, 10, 2)],
+                Some(0),
+                20,
+                2,
+                vec![("v2", 11), ("v1", 11)],
+            ),
+            (
+                "change both size and template: no new set yet",
+                vec![set("v2", 7, NEW, 10, 0), set("v1", 3, OLD, 10, 0)],
+                None,
+                14,
+                0,
+                vec![("v2", 10), ("v1", 4)],
+            ),
+        ];
+        for (name, sets, new, replicas, surge, want) in cases {
+            assert_eq!(
+                sizes(&sets, new, &rolling(replicas, surge)),
+                named(&want),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn saturated_new_set_drains_the_old_ones_and_a_broken_one_does_not() {
+        let d = rolling(2, 1);
+        let mut new = set("v2", 2, NEW, 2, 1);
+        let sets = [new.clone(), set("v1", 1, OLD, 2, 1)];
+        let p = plan_scale(&sets, Some(0), &d);
+        assert_eq!((p.sizes, p.direction), (vec![(1, 0)], "down"));
+        // Upstream's "saturated but broken new replica set does not affect old pods".
+        new.available = 0;
+        let sets = [new, set("v1", 1, OLD, 2, 1)];
+        assert_eq!(sizes(&sets, Some(0), &d), named(&[("v2", 2), ("v1", 1)]));
+    }
+
+    #[test]
+    fn recreate_and_unannotated_sets() {
+        // Recreate never spreads: two active sets stay as they are.
+        let sets = [set("v2", 2, NEW, 5, 0), set("v1", 3, OLD, 5, 0)];
+        let d = ScaleTarget {
+            rolling: false,
+            ..rolling(10, 0)
+        };
+        assert!(plan_scale(&sets, Some(0), &d).sizes.is_empty());
+        // Without max-replicas the share is of status.replicas.
+        let mut a = set("v2", 2, NEW, 5, 0);
+        a.max_replicas = None;
+        let d = ScaleTarget {
+            status_replicas: 5,
+            ..rolling(10, 0)
+        };
+        assert_eq!(replica_set_fraction(&a, &d), 2);
+        // ...and with neither, no share: the leftover goes to the first set.
+        let d = rolling(10, 0);
+        assert_eq!(replica_set_fraction(&a, &d), 0);
+        let mut b = set("v1", 3, OLD, 5, 0);
+        b.max_replicas = None;
+        assert_eq!(sizes(&[a, b], Some(0), &d), named(&[("v2", 2), ("v1", 8)]));
+    }
+
+    #[test]
+    fn scaling_event_is_an_active_set_scaled_for_another_size() {
+        let sets = [set("v2", 5, NEW, 10, 3), set("v1", 0, OLD, 4, 0)];
+        assert!(!is_scaling_event(&sets, 10), "inactive sets do not count");
+        assert!(is_scaling_event(&sets, 20));
+        let mut plain = set("v2", 5, NEW, 10, 3);
+        plain.desired = None;
+        assert!(!is_scaling_event(&[plain], 20), "no annotation, no event");
     }
 
     fn template(image: &str) -> PodTemplateSpec {

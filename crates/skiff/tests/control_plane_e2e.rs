@@ -847,6 +847,87 @@ fn rollout_history_undo_pause_resume_recreate_and_foreground_delete() {
     );
 }
 
+/// (spec.replicas, status.replicas, desired-replicas, max-replicas) of `label`'s ReplicaSet
+/// running `image`.
+fn rs_sizes(c: &Cluster, label: &str, image: &str) -> Option<(i64, i64, String, String)> {
+    let sets = replica_sets_of(c, label);
+    let rs = sets.iter().find(|r| image_of_rs(r) == image)?;
+    let ann = &rs["metadata"]["annotations"];
+    Some((
+        rs["spec"]["replicas"].as_i64()?,
+        rs["status"]["replicas"].as_i64().unwrap_or(0),
+        ann["deployment.kubernetes.io/desired-replicas"]
+            .as_str()?
+            .to_string(),
+        ann["deployment.kubernetes.io/max-replicas"]
+            .as_str()?
+            .to_string(),
+    ))
+}
+
+/// Waits until the ReplicaSets running `old` and `new` have these (spec and status) replicas,
+/// both annotated with the Deployment's size and max size.
+fn wait_split(c: &Cluster, old: (&str, i64), new: (&str, i64), desired: i64, max: i64) {
+    let want = |n: i64| (n, n, desired.to_string(), max.to_string());
+    wait_for(&format!("{old:?} / {new:?} for {desired}"), || {
+        (rs_sizes(c, "app=prop", old.0)? == want(old.1)
+            && rs_sizes(c, "app=prop", new.0)? == want(new.1))
+        .then_some(())
+    });
+}
+
+#[test]
+fn resizing_a_stalled_rollout_scales_both_replica_sets_proportionally() {
+    let c = start();
+    let manifest = deployment("prop", "nginx:1.25", 10).replace(
+        "rollingUpdate: {maxSurge: 1, maxUnavailable: 0}",
+        "rollingUpdate: {maxSurge: 25%, maxUnavailable: 25%}",
+    );
+    ok(&c, &["apply", "-f", "-"], Some(&manifest));
+    ok(
+        &c,
+        &["rollout", "status", "deployment/prop", "--timeout=60s"],
+        None,
+    );
+    // A new image whose pods never become ready: 10 replicas, maxSurge 3, maxUnavailable 2.
+    // The new set grows to 3 (13 pods), the old shrinks to 8 (8 available), the new grows to 5
+    // (13 pods), and then nothing may move: 8 available is the minimum.
+    let stalled = manifest
+        .replace("nginx:1.25", "nginx:1.26")
+        .replace("initialDelaySeconds: 1", "initialDelaySeconds: 3600");
+    ok(&c, &["apply", "-f", "-"], Some(&stalled));
+    wait_split(&c, ("nginx:1.25", 8), ("nginx:1.26", 5), 10, 13);
+
+    // To 20: maxSurge 5, 25 allowed, 12 more, shared by what each had of 13, largest first:
+    // old round(8 * 25 / 13) = 15, new round(5 * 25 / 13) = 10. The rollout then stays
+    // stalled: 25 pods is the surge limit and 15 available the minimum.
+    ok(&c, &["scale", "deployment/prop", "--replicas=20"], None);
+    wait_split(&c, ("nginx:1.25", 15), ("nginx:1.26", 10), 20, 25);
+
+    // Paused, down to 4: maxSurge 1, 5 allowed, 20 fewer, largest first: old
+    // round(15 * 5 / 25) = 3, new round(10 * 5 / 25) = 2.
+    ok(&c, &["rollout", "pause", "deployment/prop"], None);
+    ok(&c, &["scale", "deployment/prop", "--replicas=4"], None);
+    wait_split(&c, ("nginx:1.25", 3), ("nginx:1.26", 2), 4, 5);
+    let d = get_json(&c, &["get", "deployment", "prop"]).unwrap();
+    assert_eq!(d["status"]["replicas"], 5, "{}", d["status"]);
+    assert_eq!(d["status"]["updatedReplicas"], 2, "{}", d["status"]);
+    let events = ok(
+        &c,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=prop",
+        ],
+        None,
+    );
+    assert!(
+        events.contains("Scaled up replica set") && events.contains("to 15 from 8"),
+        "{events}"
+    );
+}
+
 /// `skiff server` without its controllers and scheduler, which run as separate processes.
 #[test]
 fn controllers_and_scheduler_as_separate_processes() {
