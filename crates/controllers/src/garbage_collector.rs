@@ -5,7 +5,7 @@
 //!
 //! Dependents and finalizers are handled for the kinds this process watches (Pod, ReplicaSet,
 //! Deployment, StatefulSet, DaemonSet, ControllerRevision, Job, CronJob, Service,
-//! EndpointSlice). Owners may be of any kind: one it does not watch is
+//! EndpointSlice, PersistentVolumeClaim). Owners may be of any kind: one it does not watch is
 //! looked up through discovery, and dependents of such owners are checked again every
 //! `FOREIGN_RESYNC` (there is no watch to say when those owners go).
 
@@ -16,7 +16,7 @@ use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
@@ -44,10 +44,11 @@ enum Kind {
     ControllerRevision,
     Job,
     CronJob,
+    PersistentVolumeClaim,
 }
 
 impl Kind {
-    const ALL: [Kind; 10] = [
+    const ALL: [Kind; 11] = [
         Kind::Pod,
         Kind::ReplicaSet,
         Kind::Deployment,
@@ -58,6 +59,7 @@ impl Kind {
         Kind::ControllerRevision,
         Kind::Job,
         Kind::CronJob,
+        Kind::PersistentVolumeClaim,
     ];
 
     fn name(self) -> &'static str {
@@ -72,6 +74,7 @@ impl Kind {
             Kind::ControllerRevision => "ControllerRevision",
             Kind::Job => "Job",
             Kind::CronJob => "CronJob",
+            Kind::PersistentVolumeClaim => "PersistentVolumeClaim",
         }
     }
 
@@ -84,7 +87,7 @@ impl Kind {
 
     fn group(self) -> &'static str {
         match self {
-            Kind::Pod | Kind::Service => "",
+            Kind::Pod | Kind::Service | Kind::PersistentVolumeClaim => "",
             Kind::ReplicaSet
             | Kind::Deployment
             | Kind::StatefulSet
@@ -107,6 +110,7 @@ impl Kind {
             Kind::ControllerRevision => ApiResource::erase::<ControllerRevision>(&()),
             Kind::Job => ApiResource::erase::<Job>(&()),
             Kind::CronJob => ApiResource::erase::<CronJob>(&()),
+            Kind::PersistentVolumeClaim => ApiResource::erase::<PersistentVolumeClaim>(&()),
         }
     }
 }
@@ -138,6 +142,7 @@ struct Ctl {
     revisions: Store<ControllerRevision>,
     jobs: Store<Job>,
     cron_jobs: Store<CronJob>,
+    claims: Store<PersistentVolumeClaim>,
     /// owner uid -> keys of objects that name it as an owner.
     dependents: Mutex<HashMap<String, HashSet<String>>>,
     /// object key -> owner uids it names (to keep `dependents` exact).
@@ -163,6 +168,7 @@ pub fn start(informers: &Arc<Informers>) {
         revisions: informers.controller_revisions().store(),
         jobs: informers.jobs().store(),
         cron_jobs: informers.cron_jobs().store(),
+        claims: informers.persistent_volume_claims().store(),
         dependents: Mutex::new(HashMap::new()),
         owners_of: Mutex::new(HashMap::new()),
         foreign: Mutex::new(HashSet::new()),
@@ -183,6 +189,11 @@ pub fn start(informers: &Arc<Informers>) {
     );
     watch(&ctl, &informers.jobs(), Kind::Job);
     watch(&ctl, &informers.cron_jobs(), Kind::CronJob);
+    watch(
+        &ctl,
+        &informers.persistent_volume_claims(),
+        Kind::PersistentVolumeClaim,
+    );
     let i = informers.clone();
     let c = ctl.clone();
     tokio::spawn(async move {
@@ -196,6 +207,7 @@ pub fn start(informers: &Arc<Informers>) {
         i.controller_revisions().synced().await;
         i.jobs().synced().await;
         i.cron_jobs().synced().await;
+        i.persistent_volume_claims().synced().await;
         let q = c.queue.clone();
         let weak = Arc::downgrade(&c);
         tokio::spawn(async move {
@@ -333,6 +345,7 @@ impl Ctl {
             Kind::ControllerRevision => get(&self.revisions, ns, name),
             Kind::Job => get(&self.jobs, ns, name),
             Kind::CronJob => get(&self.cron_jobs, ns, name),
+            Kind::PersistentVolumeClaim => get(&self.claims, ns, name),
         }
     }
 

@@ -1,6 +1,9 @@
 //! StatefulSet controller: pods `<set>-0 .. <set>-(N-1)` with stable names, hostnames and
-//! PersistentVolumeClaims (`<template>-<pod>`, created before the pod and kept afterwards, as
-//! upstream's default Retain policy). OrderedReady creates one pod at a time in ordinal order,
+//! PersistentVolumeClaims (`<template>-<pod>`, created before the pod). What becomes of the
+//! claims follows `persistentVolumeClaimRetentionPolicy`: with the default Retain they stay;
+//! `whenDeleted: Delete` gives each claim an ownerReference to the set and `whenScaled: Delete`
+//! gives the claims of condemned pods one to their pod, so the garbage collector removes them
+//! (see [`claim_refs`]). OrderedReady creates one pod at a time in ordinal order,
 //! each after its predecessors are Running and Ready, and removes from the highest ordinal;
 //! Parallel does both at once. RollingUpdate replaces pods from the highest ordinal down to
 //! `partition`, one at a time; OnDelete waits for the user. Revisions are ControllerRevisions.
@@ -16,7 +19,7 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetSta
 use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, Volume,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
@@ -94,6 +97,87 @@ pub fn ordinal(set: &str, pod: &str) -> Option<i32> {
 
 pub fn claim_name(template: &str, pod: &str) -> String {
     format!("{template}-{pod}")
+}
+
+/// `persistentVolumeClaimRetentionPolicy`: which events delete the claims. Anything but
+/// `Delete` counts as Retain, as upstream treats unknown values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retention {
+    pub when_scaled_delete: bool,
+    pub when_deleted_delete: bool,
+}
+
+pub fn retention(set: &StatefulSet) -> Retention {
+    let p = set
+        .spec
+        .as_ref()
+        .and_then(|s| s.persistent_volume_claim_retention_policy.as_ref());
+    let is_delete = |v: Option<&String>| v.map(String::as_str) == Some("Delete");
+    Retention {
+        when_scaled_delete: is_delete(p.and_then(|p| p.when_scaled.as_ref())),
+        when_deleted_delete: is_delete(p.and_then(|p| p.when_deleted.as_ref())),
+    }
+}
+
+/// The ownerReferences a claim should carry, or None when it needs no change (upstream's
+/// isClaimOwnerUpToDate and updateClaimOwnerRefForSetAndPod). `set` and `pod` are controller
+/// references to the set and to the claim's pod; `in_range` is whether the pod's ordinal is
+/// below `replicas`.
+///
+/// | whenScaled | whenDeleted | pod in range | pod condemned |
+/// |------------|-------------|--------------|---------------|
+/// | Retain     | Retain      | -            | -             |
+/// | Retain     | Delete      | set          | set           |
+/// | Delete     | Retain      | -            | pod           |
+/// | Delete     | Delete      | set          | pod           |
+///
+/// Refs naming the set or pod with another uid (left by an earlier object of the same name)
+/// mean the claim is not touched. Under a Delete policy, a controller that is neither the set
+/// nor the pod keeps the claim: this controller only removes its own refs from it.
+pub fn claim_refs(
+    refs: &[OwnerReference],
+    set: &OwnerReference,
+    pod: &OwnerReference,
+    policy: Retention,
+    in_range: bool,
+) -> Option<Vec<OwnerReference>> {
+    let names = |r: &OwnerReference, o: &OwnerReference| {
+        r.api_version == o.api_version && r.kind == o.kind && r.name == o.name
+    };
+    let ours = |r: &OwnerReference| names(r, set) || names(r, pod);
+    if refs
+        .iter()
+        .any(|r| (names(r, set) && r.uid != set.uid) || (names(r, pod) && r.uid != pod.uid))
+    {
+        return None;
+    }
+    let retain_all = !policy.when_scaled_delete && !policy.when_deleted_delete;
+    let foreign_controller =
+        !retain_all && refs.iter().any(|r| !ours(r) && r.controller == Some(true));
+    let has = |o: &OwnerReference| refs.iter().any(|r| r.uid == o.uid);
+    let want_set = policy.when_deleted_delete && (!policy.when_scaled_delete || in_range);
+    let want_pod = policy.when_scaled_delete && !in_range;
+    let up_to_date = if foreign_controller {
+        !has(set) && !has(pod)
+    } else {
+        let non_controller = refs
+            .iter()
+            .any(|r| (r.uid == set.uid || r.uid == pod.uid) && r.controller != Some(true));
+        !non_controller && has(set) == want_set && has(pod) == want_pod
+    };
+    if up_to_date {
+        return None;
+    }
+    let mut out: Vec<OwnerReference> = refs.iter().filter(|r| !ours(r)).cloned().collect();
+    if !foreign_controller {
+        if want_set {
+            out.push(set.clone());
+        }
+        if want_pod {
+            out.push(pod.clone());
+        }
+    }
+    Some(out)
 }
 
 /// One step the controller takes in a sync (upstream's updateStatefulSet, one action at a time
@@ -364,6 +448,9 @@ impl Ctl {
             .collect();
 
         let replicas = spec.replicas.unwrap_or(1).max(0);
+        // Claims' ownerReferences follow the retention policy before any pod is deleted, so a
+        // condemned pod's claims already name it when it goes.
+        self.fix_claims(&set, &pods, replicas).await?;
         let ordered = spec.pod_management_policy.as_deref() != Some("Parallel");
         let strategy = spec.update_strategy.clone().unwrap_or_default();
         let rolling = strategy.type_.as_deref() != Some("OnDelete");
@@ -479,6 +566,67 @@ impl Ctl {
         history::truncate(&rev_api, &revisions, &in_use, limit).await
     }
 
+    /// Brings the ownerReferences of the existing claims of `pods` in line with the policy.
+    async fn fix_claims(&self, set: &StatefulSet, pods: &[Arc<Pod>], replicas: i32) -> Result<()> {
+        let templates = set
+            .spec
+            .as_ref()
+            .and_then(|s| s.volume_claim_templates.clone())
+            .unwrap_or_default();
+        if templates.is_empty() {
+            return Ok(());
+        }
+        let ns = set.namespace().unwrap_or_default();
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &ns);
+        let policy = retention(set);
+        let set_ref = skiff_client::controller_ref("apps/v1", "StatefulSet", &set.metadata);
+        for p in pods {
+            let Some(ord) = ordinal(&set.name_any(), &p.name_any()) else {
+                continue;
+            };
+            let pod_ref = skiff_client::controller_ref("v1", "Pod", &p.metadata);
+            for t in &templates {
+                let cn = claim_name(t.metadata.name.as_deref().unwrap_or(""), &p.name_any());
+                let Some(claim) = self.claims.get(&ObjectRef::new(&cn).within(&ns)) else {
+                    continue;
+                };
+                if claim.metadata.deletion_timestamp.is_some() {
+                    continue;
+                }
+                let refs = claim.metadata.owner_references.clone().unwrap_or_default();
+                let Some(new) = claim_refs(&refs, &set_ref, &pod_ref, policy, ord < replicas)
+                else {
+                    continue;
+                };
+                let new = if new.is_empty() {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::to_value(&new).unwrap_or_default()
+                };
+                let patch = serde_json::json!({"metadata": {
+                    "ownerReferences": new,
+                    "uid": claim.metadata.uid,
+                    "resourceVersion": claim.metadata.resource_version,
+                }});
+                // A conflict means the cache is behind: the sync fails and is retried, so no
+                // pod is deleted before its claims are right.
+                match api
+                    .patch(&cn, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => {
+                        return Err(api_err(format!("updating ownerReferences of claim {cn}"))(
+                            e,
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Creates the pod's claims that do not exist yet.
     async fn create_claims(&self, set: &StatefulSet, pod: &Pod) -> Result<()> {
         let ns = set.namespace().unwrap_or_default();
@@ -506,6 +654,14 @@ impl Ctl {
                     namespace: Some(ns.clone()),
                     labels: Some(labels),
                     annotations: t.metadata.annotations.clone(),
+                    // A new pod is in range: whenDeleted alone decides (see `claim_refs`).
+                    owner_references: retention(set).when_deleted_delete.then(|| {
+                        vec![skiff_client::controller_ref(
+                            "apps/v1",
+                            "StatefulSet",
+                            &set.metadata,
+                        )]
+                    }),
                     ..Default::default()
                 },
                 spec: t.spec.clone(),
@@ -623,6 +779,154 @@ mod tests {
             plan(3, &pods, true, false, 0),
             vec![],
             "OnDelete never deletes"
+        );
+    }
+
+    fn owner(api_version: &str, kind: &str, name: &str, uid: &str) -> OwnerReference {
+        OwnerReference {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            name: name.into(),
+            uid: uid.into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }
+    }
+
+    fn policy(scaled: bool, deleted: bool) -> Retention {
+        Retention {
+            when_scaled_delete: scaled,
+            when_deleted_delete: deleted,
+        }
+    }
+
+    /// The refs after applying `claim_refs` (unchanged when it says no change is needed).
+    fn fixed(refs: &[OwnerReference], p: Retention, in_range: bool) -> Vec<OwnerReference> {
+        let set = owner("apps/v1", "StatefulSet", "web", "set-uid");
+        let pod = owner("v1", "Pod", "web-1", "pod-uid");
+        let out = claim_refs(refs, &set, &pod, p, in_range).unwrap_or_else(|| refs.to_vec());
+        assert_eq!(
+            claim_refs(&out, &set, &pod, p, in_range),
+            None,
+            "the result is up to date"
+        );
+        out
+    }
+
+    fn uids(refs: &[OwnerReference]) -> Vec<&str> {
+        refs.iter().map(|r| r.uid.as_str()).collect()
+    }
+
+    #[test]
+    fn retention_policy_defaults_to_retain() {
+        let set: StatefulSet = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web"},
+            "spec": {"selector": {}, "template": {},
+                "persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete"}}
+        }))
+        .unwrap();
+        assert_eq!(retention(&set), policy(true, false));
+        let mut set = set;
+        set.spec
+            .as_mut()
+            .unwrap()
+            .persistent_volume_claim_retention_policy = None;
+        assert_eq!(retention(&set), policy(false, false));
+    }
+
+    #[test]
+    fn claim_refs_follow_the_upstream_matrix() {
+        let set = owner("apps/v1", "StatefulSet", "web", "set-uid");
+        let pod = owner("v1", "Pod", "web-1", "pod-uid");
+        // (whenScaled, whenDeleted, in range) -> owners.
+        let cases: [(bool, bool, bool, &[&str]); 8] = [
+            (false, false, true, &[]),
+            (false, false, false, &[]),
+            (false, true, true, &["set-uid"]),
+            (false, true, false, &["set-uid"]),
+            (true, false, true, &[]),
+            (true, false, false, &["pod-uid"]),
+            (true, true, true, &["set-uid"]),
+            (true, true, false, &["pod-uid"]),
+        ];
+        // Whatever refs of ours the claim starts with, it ends as the matrix says.
+        let starts = [
+            vec![],
+            vec![set.clone()],
+            vec![pod.clone()],
+            vec![set.clone(), pod.clone()],
+        ];
+        for (scaled, deleted, in_range, want) in cases {
+            for start in &starts {
+                let got = fixed(start, policy(scaled, deleted), in_range);
+                assert_eq!(
+                    uids(&got),
+                    want.to_vec(),
+                    "whenScaled delete={scaled} whenDeleted delete={deleted} \
+                     in_range={in_range} from {:?}",
+                    uids(start)
+                );
+                assert!(got
+                    .iter()
+                    .all(|r| r.controller == Some(true) && r.block_owner_deletion == Some(true)));
+            }
+        }
+    }
+
+    #[test]
+    fn claim_refs_keep_other_owners_and_fix_non_controller_refs() {
+        let set = owner("apps/v1", "StatefulSet", "web", "set-uid");
+        let pod = owner("v1", "Pod", "web-1", "pod-uid");
+        let mut other = owner("v1", "ConfigMap", "cm", "cm-uid");
+        other.controller = None;
+        let got = fixed(&[other.clone()], policy(false, true), true);
+        assert_eq!(uids(&got), ["cm-uid", "set-uid"]);
+        let got = fixed(&[other.clone(), set.clone()], policy(false, false), true);
+        assert_eq!(uids(&got), ["cm-uid"], "Retain removes only our refs");
+        let mut weak = set.clone();
+        weak.controller = None;
+        assert_eq!(
+            claim_refs(&[weak], &set, &pod, policy(false, true), true),
+            Some(vec![set.clone()]),
+            "a non-controller ref of ours becomes a controller ref"
+        );
+    }
+
+    #[test]
+    fn claim_refs_leave_stale_refs_and_foreign_controllers_alone() {
+        let set = owner("apps/v1", "StatefulSet", "web", "set-uid");
+        let pod = owner("v1", "Pod", "web-1", "pod-uid");
+        let old_set = owner("apps/v1", "StatefulSet", "web", "old-uid");
+        assert_eq!(
+            claim_refs(&[old_set.clone()], &set, &pod, policy(true, true), true),
+            None,
+            "a ref to an earlier set of the same name is not touched"
+        );
+        assert_eq!(
+            claim_refs(&[old_set], &set, &pod, policy(false, false), true),
+            None
+        );
+        let foreign = owner("example.com/v1", "Keeper", "k", "k-uid");
+        assert_eq!(
+            claim_refs(&[foreign.clone()], &set, &pod, policy(true, true), false),
+            None,
+            "nothing is added under another controller"
+        );
+        assert_eq!(
+            claim_refs(
+                &[foreign.clone(), pod.clone()],
+                &set,
+                &pod,
+                policy(true, true),
+                false
+            ),
+            Some(vec![foreign.clone()]),
+            "our refs are removed from it"
+        );
+        assert_eq!(
+            claim_refs(&[foreign.clone()], &set, &pod, policy(false, false), true),
+            None,
+            "under Retain another controller is no concern"
         );
     }
 
