@@ -349,6 +349,108 @@ fn statefulset_creates_in_order_scales_down_from_the_top_keeps_claims_and_rolls(
     });
     let claims = c.get_json(&["get", "pvc"]).unwrap();
     assert_eq!(items(&claims).len(), 3);
+    for claim in items(&claims) {
+        assert!(
+            claim["metadata"]["ownerReferences"].is_null(),
+            "Retain leaves claims unowned: {claim}"
+        );
+    }
+}
+
+const STATEFULSET_DELETE_CLAIMS: &str = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 3
+  podManagementPolicy: Parallel
+  persistentVolumeClaimRetentionPolicy: {whenScaled: Delete, whenDeleted: Delete}
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers:
+      - name: main
+        image: nginx:1.27
+        volumeMounts: [{name: data, mountPath: /data}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 1Gi}}
+"#;
+
+/// Names of the claims in the default namespace, sorted.
+fn claim_names(c: &Cluster) -> Vec<String> {
+    let claims = c.get_json(&["get", "pvc"]).unwrap();
+    let mut names: Vec<String> = items(&claims).iter().map(|o| name(o).to_string()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn statefulset_claims_go_with_scale_down_and_set_deletion_under_delete_policy() {
+    let c = Cluster::start();
+    c.ok(&["apply", "-f", "-"], Some(STATEFULSET_DELETE_CLAIMS));
+    c.ok(&["rollout", "status", "sts/db", "--timeout=60s"], None);
+    let sts = c.get_json(&["get", "sts", "db"]).unwrap();
+    let set_uid = sts["metadata"]["uid"].as_str().unwrap().to_string();
+    assert_eq!(claim_names(&c), ["data-db-0", "data-db-1", "data-db-2"]);
+    // In range, whenDeleted=Delete: each claim is controlled by the set, not by its pod.
+    wait_for("claims owned by the set", 20, || {
+        let claims = c.get_json(&["get", "pvc"]).unwrap();
+        items(&claims)
+            .iter()
+            .all(|cl| {
+                let refs = &cl["metadata"]["ownerReferences"];
+                refs.as_array().is_some_and(|r| r.len() == 1)
+                    && refs[0]["kind"] == "StatefulSet"
+                    && refs[0]["uid"] == set_uid.as_str()
+                    && refs[0]["controller"] == true
+            })
+            .then_some(())
+    });
+
+    // Scale to 1: the claims of ordinals 1 and 2 go after their pods; data-db-0 stays.
+    c.ok(&["scale", "sts/db", "--replicas=1"], None);
+    wait_for("claims of db-1 and db-2 deleted", 30, || {
+        (claim_names(&c) == ["data-db-0"]).then_some(())
+    });
+    let pods = c.pods("app=db");
+    assert_eq!(pods.iter().map(name).collect::<Vec<_>>(), ["db-0"]);
+    let claim = c.get_json(&["get", "pvc", "data-db-0"]).unwrap();
+    assert_eq!(
+        claim["metadata"]["ownerReferences"][0]["uid"],
+        set_uid.as_str()
+    );
+
+    // A policy change updates existing claims: whenDeleted=Retain drops the set's ref, and
+    // Delete puts it back.
+    let set_policy = |when_deleted: &str| {
+        let patch = format!(
+            r#"{{"spec":{{"persistentVolumeClaimRetentionPolicy":{{"whenScaled":"Delete","whenDeleted":"{when_deleted}"}}}}}}"#
+        );
+        c.ok(&["patch", "sts", "db", "--type=merge", "-p", &patch], None);
+    };
+    let refs_of_claim = || {
+        let claim = c.get_json(&["get", "pvc", "data-db-0"]).unwrap();
+        claim["metadata"]["ownerReferences"].clone()
+    };
+    set_policy("Retain");
+    wait_for("the set's ref removed", 20, || {
+        refs_of_claim().is_null().then_some(())
+    });
+    set_policy("Delete");
+    wait_for("the set's ref back", 20, || {
+        (refs_of_claim()[0]["uid"] == set_uid.as_str()).then_some(())
+    });
+
+    // Deleting the set takes the remaining claim too.
+    c.ok(&["delete", "sts", "db"], None);
+    wait_for("the last claim deleted", 30, || {
+        (claim_names(&c).is_empty() && c.pods("app=db").is_empty()).then_some(())
+    });
 }
 
 const DAEMONSET: &str = r#"
