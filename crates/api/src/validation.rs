@@ -1579,6 +1579,12 @@ fn validate_job_spec(spec: Option<&Value>, path: &str, check_selector: bool) -> 
                 json!(rp),
                 &["OnFailure", "Never"],
             ));
+        } else if rp != "Never" && !spec.get("podFailurePolicy").is_none_or(Value::is_null) {
+            errs.push(FieldError::invalid(
+                format!("{path}.template.spec.restartPolicy"),
+                json!(rp),
+                "only \"Never\" is supported when podFailurePolicy is specified",
+            ));
         }
     }
     errs

@@ -2,7 +2,8 @@
 //! once), counting failures against `backoffLimit` with upstream's exponential delay between
 //! retries, and ends the Job with a `Complete` or `Failed` condition (`BackoffLimitExceeded`,
 //! `DeadlineExceeded`). Also suspend/resume, `Indexed` completion mode, and deletion of
-//! finished Jobs after `ttlSecondsAfterFinished`.
+//! finished Jobs after `ttlSecondsAfterFinished`. `podFailurePolicy` rules (`FailJob`, `Ignore`,
+//! `Count`) decide how each failed pod counts; `FailIndex` is not supported yet.
 //!
 //! Succeeded and failed counts are taken from the pods that still exist and never decrease
 //! (upstream tracks them with a pod finalizer instead; skiff does not add it yet).
@@ -11,7 +12,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
+use k8s_openapi::api::batch::v1::{
+    Job, JobCondition, JobStatus, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
+};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{DeleteParams, Patch, PatchParams, PropagationPolicy};
@@ -172,6 +175,91 @@ pub fn want_active(parallelism: i32, completions: Option<i32>, succeeded: i32) -
     }
 }
 
+/// What a `podFailurePolicy` makes of one failed pod (upstream's matchPodFailurePolicy).
+#[derive(Debug, PartialEq, Eq)]
+pub enum FailureAction {
+    /// Count the failure against `backoffLimit` (no rule matched, or a `Count` rule).
+    Count,
+    /// Do not count the failure; a replacement pod is created.
+    Ignore,
+    /// Fail the Job with this message.
+    FailJob(String),
+}
+
+/// Whether a terminated container with a non-zero exit code matches the requirement; the
+/// first such container, app containers before init containers.
+fn match_exit_codes<'a>(
+    p: &'a Pod,
+    req: &PodFailurePolicyOnExitCodesRequirement,
+) -> Option<(&'a str, i32)> {
+    let st = p.status.as_ref()?;
+    let lists = [&st.container_statuses, &st.init_container_statuses];
+    lists
+        .into_iter()
+        .flat_map(|l| l.iter().flatten())
+        .filter(|c| req.container_name.as_ref().is_none_or(|n| *n == c.name))
+        .filter_map(|c| {
+            let code = c.state.as_ref()?.terminated.as_ref()?.exit_code;
+            Some((c.name.as_str(), code))
+        })
+        .find(|(_, code)| {
+            *code != 0
+                && match req.operator.as_str() {
+                    "In" => req.values.contains(code),
+                    "NotIn" => !req.values.contains(code),
+                    _ => false,
+                }
+        })
+}
+
+/// Evaluates the rules in order on a failed pod; the first matching rule with a known action
+/// decides. `FailIndex` is skipped (skiff has no `backoffLimitPerIndex`).
+pub fn match_pod_failure_policy(policy: Option<&PodFailurePolicy>, p: &Pod) -> FailureAction {
+    let Some(policy) = policy else {
+        return FailureAction::Count;
+    };
+    let ns = p.namespace().unwrap_or_default();
+    let name = p.name_any();
+    for (i, rule) in policy.rules.iter().enumerate() {
+        let message = if let Some(req) = &rule.on_exit_codes {
+            let Some((container, code)) = match_exit_codes(p, req) else {
+                continue;
+            };
+            format!(
+                "Container {container} for pod {ns}/{name} failed with exit code {code} matching {} rule at index {i}",
+                rule.action
+            )
+        } else if let Some(patterns) = &rule.on_pod_conditions {
+            let conds = p.status.as_ref().and_then(|s| s.conditions.as_ref());
+            let Some(cond) = conds.into_iter().flatten().find(|c| {
+                patterns.iter().any(|pat| {
+                    let want = if pat.status.is_empty() {
+                        "True"
+                    } else {
+                        &pat.status
+                    };
+                    pat.type_ == c.type_ && want == c.status
+                })
+            }) else {
+                continue;
+            };
+            format!(
+                "Pod {ns}/{name} has condition {} matching {} rule at index {i}",
+                cond.type_, rule.action
+            )
+        } else {
+            continue;
+        };
+        match rule.action.as_str() {
+            "FailJob" => return FailureAction::FailJob(message),
+            "Ignore" => return FailureAction::Ignore,
+            "Count" => return FailureAction::Count,
+            _ => {}
+        }
+    }
+    FailureAction::Count
+}
+
 fn condition(t: &str, reason: &str, message: &str, now: &Time) -> JobCondition {
     JobCondition {
         type_: t.into(),
@@ -280,7 +368,23 @@ impl Ctl {
             .filter(|p| skiff_client::pod_is_active(p))
             .cloned()
             .collect();
-        let failed_pods: Vec<&Arc<Pod>> = pods.iter().filter(|p| phase(p) == "Failed").collect();
+        // Failed pods that count against backoffLimit (those a podFailurePolicy `Ignore` rule
+        // matched do not), and the first `FailJob` match, in pod-name order.
+        let policy = spec.pod_failure_policy.as_ref();
+        let mut all_failed: Vec<&Arc<Pod>> = pods.iter().filter(|p| phase(p) == "Failed").collect();
+        all_failed.sort_by_key(|p| p.name_any());
+        let mut fail_job: Option<String> = None;
+        let mut failed_pods: Vec<&Arc<Pod>> = Vec::new();
+        for p in all_failed {
+            match match_pod_failure_policy(policy, p) {
+                FailureAction::Ignore => continue,
+                FailureAction::FailJob(m) => {
+                    fail_job.get_or_insert(m);
+                }
+                FailureAction::Count => {}
+            }
+            failed_pods.push(p);
+        }
         let mut completed: BTreeSet<i32> =
             parse_indexes(old.completed_indexes.as_deref().unwrap_or(""));
         let succeeded_now = pods.iter().filter(|p| phase(p) == "Succeeded");
@@ -350,7 +454,9 @@ impl Ctl {
         // Failure: too many failed pods, or past the deadline.
         let backoff_limit = spec.backoff_limit.unwrap_or(6);
         let deadline = spec.active_deadline_seconds.map(|s| started + s);
-        let failure = if failed > backoff_limit {
+        let failure = if let Some(m) = fail_job.as_deref() {
+            Some(("PodFailurePolicy", m))
+        } else if failed > backoff_limit {
             Some((
                 "BackoffLimitExceeded",
                 "Job has reached the specified backoff limit",
@@ -602,5 +708,116 @@ mod tests {
         assert_eq!(p.spec.unwrap().hostname.as_deref(), Some("pi-3"));
         assert_eq!(p.metadata.owner_references.unwrap()[0].kind, "Job");
         assert!(pod_name("pi", Some(3)).starts_with("pi-3-"));
+    }
+
+    fn failed_pod(containers: serde_json::Value, conditions: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p1", "namespace": "ns"},
+            "status": {"phase": "Failed", "containerStatuses": containers,
+                "conditions": conditions}
+        }))
+        .unwrap()
+    }
+
+    fn exited(name: &str, code: i32) -> serde_json::Value {
+        serde_json::json!({"name": name, "image": "i", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"terminated": {"exitCode": code}}})
+    }
+
+    fn policy(rules: serde_json::Value) -> PodFailurePolicy {
+        serde_json::from_value(serde_json::json!({ "rules": rules })).unwrap()
+    }
+
+    #[test]
+    fn pod_failure_policy_rules_match_in_order_on_exit_codes() {
+        let pol = policy(serde_json::json!([
+            {"action": "Ignore", "onExitCodes": {"containerName": "side", "operator": "In", "values": [1]}},
+            {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}},
+            {"action": "Count", "onExitCodes": {"operator": "NotIn", "values": [42]}},
+        ]));
+        let p = failed_pod(
+            serde_json::json!([exited("main", 42), exited("side", 0)]),
+            serde_json::json!([]),
+        );
+        assert_eq!(
+            match_pod_failure_policy(Some(&pol), &p),
+            FailureAction::FailJob(
+                "Container main for pod ns/p1 failed with exit code 42 matching FailJob rule at index 1"
+                    .into()
+            )
+        );
+        // The container name restricts the rule: `side` exiting 1 is ignored, `main` is not.
+        let p = failed_pod(
+            serde_json::json!([exited("side", 1)]),
+            serde_json::json!([]),
+        );
+        assert_eq!(
+            match_pod_failure_policy(Some(&pol), &p),
+            FailureAction::Ignore
+        );
+        let p = failed_pod(
+            serde_json::json!([exited("main", 1)]),
+            serde_json::json!([]),
+        );
+        assert_eq!(
+            match_pod_failure_policy(Some(&pol), &p),
+            FailureAction::Count
+        );
+        // Exit code 0 never matches, not even NotIn.
+        let ignore_not_in = policy(serde_json::json!([
+            {"action": "Ignore", "onExitCodes": {"operator": "NotIn", "values": [5]}},
+        ]));
+        let p = failed_pod(
+            serde_json::json!([exited("main", 0)]),
+            serde_json::json!([]),
+        );
+        assert_eq!(
+            match_pod_failure_policy(Some(&ignore_not_in), &p),
+            FailureAction::Count
+        );
+        let p = failed_pod(
+            serde_json::json!([exited("main", 3)]),
+            serde_json::json!([]),
+        );
+        assert_eq!(
+            match_pod_failure_policy(Some(&ignore_not_in), &p),
+            FailureAction::Ignore
+        );
+        assert_eq!(match_pod_failure_policy(None, &p), FailureAction::Count);
+        // Unknown actions (and FailIndex, unsupported) skip the rule.
+        let skip = policy(serde_json::json!([
+            {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [3]}},
+            {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [3]}},
+        ]));
+        assert_eq!(
+            match_pod_failure_policy(Some(&skip), &p),
+            FailureAction::Ignore
+        );
+    }
+
+    #[test]
+    fn pod_failure_policy_rules_match_pod_conditions() {
+        let pol = policy(serde_json::json!([
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            {"action": "FailJob", "onPodConditions": [{"type": "ConfigIssue", "status": "True"}]},
+        ]));
+        let cond = |t: &str, s: &str| serde_json::json!([{"type": t, "status": s}]);
+        let p = failed_pod(serde_json::json!([]), cond("DisruptionTarget", "True"));
+        assert_eq!(
+            match_pod_failure_policy(Some(&pol), &p),
+            FailureAction::Ignore
+        );
+        let p = failed_pod(serde_json::json!([]), cond("DisruptionTarget", "False"));
+        assert_eq!(
+            match_pod_failure_policy(Some(&pol), &p),
+            FailureAction::Count
+        );
+        let p = failed_pod(serde_json::json!([]), cond("ConfigIssue", "True"));
+        assert_eq!(
+            match_pod_failure_policy(Some(&pol), &p),
+            FailureAction::FailJob(
+                "Pod ns/p1 has condition ConfigIssue matching FailJob rule at index 1".into()
+            )
+        );
     }
 }
