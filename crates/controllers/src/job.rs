@@ -3,7 +3,8 @@
 //! retries, and ends the Job with a `Complete` or `Failed` condition (`BackoffLimitExceeded`,
 //! `DeadlineExceeded`). Also suspend/resume, `Indexed` completion mode, and deletion of
 //! finished Jobs after `ttlSecondsAfterFinished`. `podFailurePolicy` rules (`FailJob`, `Ignore`,
-//! `Count`) decide how each failed pod counts; `FailIndex` is not supported yet.
+//! `Count`) decide how each failed pod counts; `FailIndex` is not supported yet. Indexed Jobs
+//! complete early when a `successPolicy` rule is met.
 //!
 //! Succeeded and failed counts are taken from the pods that still exist and never decrease
 //! (upstream tracks them with a pod finalizer instead; skiff does not add it yet).
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{
     Job, JobCondition, JobStatus, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
+    SuccessPolicy,
 };
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -260,6 +262,43 @@ pub fn match_pod_failure_policy(policy: Option<&PodFailurePolicy>, p: &Pod) -> F
     FailureAction::Count
 }
 
+/// The first `successPolicy` rule the succeeded indexes meet, as upstream's condition message
+/// (matchSuccessPolicy). A rule with `succeededIndexes` needs all of them to have succeeded, or
+/// `succeededCount` of them when both are set; a rule with only `succeededCount` needs that
+/// many succeeded indexes. Indexes at or past `completions` are left out of a rule.
+pub fn match_success_policy(
+    policy: Option<&SuccessPolicy>,
+    completions: Option<i32>,
+    succeeded: &BTreeSet<i32>,
+) -> Option<String> {
+    let policy = policy?;
+    if succeeded.is_empty() {
+        return None;
+    }
+    let completions = completions.unwrap_or(0);
+    policy.rules.iter().enumerate().find_map(|(i, rule)| {
+        let met = if let Some(ix) = &rule.succeeded_indexes {
+            let required: BTreeSet<i32> = parse_indexes(ix)
+                .into_iter()
+                .filter(|i| (0..completions).contains(i))
+                .collect();
+            if required.is_empty() {
+                return None;
+            }
+            let done = required.intersection(succeeded).count();
+            match rule.succeeded_count {
+                Some(n) => done >= n.max(0) as usize,
+                None => done == required.len(),
+            }
+        } else if let Some(n) = rule.succeeded_count {
+            succeeded.len() >= n.max(0) as usize
+        } else {
+            false
+        };
+        met.then(|| format!("Matched rules at index {i}"))
+    })
+}
+
 fn condition(t: &str, reason: &str, message: &str, now: &Time) -> JobCondition {
     JobCondition {
         type_: t.into(),
@@ -469,9 +508,21 @@ impl Ctl {
         } else {
             None
         };
-        let complete = match completions {
+        // A successPolicy rule met takes precedence over reaching completions.
+        let policy_met = indexed
+            .then(|| match_success_policy(spec.success_policy.as_ref(), completions, &completed))
+            .flatten();
+        let reached = match completions {
             Some(c) => succeeded >= c,
             None => succeeded > 0 && active.is_empty(),
+        };
+        let complete = match policy_met {
+            Some(m) => Some(("SuccessPolicy", m)),
+            None if reached => Some((
+                "CompletionsReached",
+                "Reached expected number of succeeded pods".to_string(),
+            )),
+            None => None,
         };
         if let Some((reason, message)) = failure {
             if !active.is_empty() {
@@ -485,28 +536,15 @@ impl Ctl {
             st.ready = Some(0);
             return self.write_status(&job, &old, st).await;
         }
-        if complete {
+        if let Some((reason, message)) = complete {
             if !active.is_empty() {
                 self.delete_pods(&pods_api, &job, key, active.clone()).await;
             }
             set_condition(
                 &mut st,
-                condition(
-                    "SuccessCriteriaMet",
-                    "CompletionsReached",
-                    "Reached expected number of succeeded pods",
-                    &now,
-                ),
+                condition("SuccessCriteriaMet", reason, &message, &now),
             );
-            set_condition(
-                &mut st,
-                condition(
-                    "Complete",
-                    "CompletionsReached",
-                    "Reached expected number of succeeded pods",
-                    &now,
-                ),
-            );
+            set_condition(&mut st, condition("Complete", reason, &message, &now));
             st.completion_time = Some(now.clone());
             st.active = Some(0);
             st.ready = Some(0);
@@ -818,6 +856,35 @@ mod tests {
             FailureAction::FailJob(
                 "Pod ns/p1 has condition ConfigIssue matching FailJob rule at index 1".into()
             )
+        );
+    }
+
+    #[test]
+    fn success_policy_rules_need_their_indexes_or_a_count_of_them() {
+        let pol: SuccessPolicy = serde_json::from_value(serde_json::json!({"rules": [
+            {"succeededIndexes": "0,2-3"},
+            {"succeededIndexes": "5-9", "succeededCount": 2},
+            {"succeededCount": 4},
+        ]}))
+        .unwrap();
+        let m =
+            |ix: &[i32]| match_success_policy(Some(&pol), Some(6), &ix.iter().copied().collect());
+        assert_eq!(m(&[]), None);
+        assert_eq!(m(&[0, 2]), None);
+        assert_eq!(m(&[0, 2, 3]).as_deref(), Some("Matched rules at index 0"));
+        // Indexes 6-9 are past completions: only 5 can count towards rule 1.
+        assert_eq!(m(&[5]), None);
+        assert_eq!(
+            m(&[1, 4, 5, 0]).as_deref(),
+            Some("Matched rules at index 2")
+        );
+        assert_eq!(match_success_policy(None, Some(6), &[0].into()), None);
+        let two: SuccessPolicy = serde_json::from_value(serde_json::json!({"rules": [
+            {"succeededIndexes": "1-5", "succeededCount": 2}]}))
+        .unwrap();
+        assert_eq!(
+            match_success_policy(Some(&two), Some(6), &[0, 3, 4].into()).as_deref(),
+            Some("Matched rules at index 0")
         );
     }
 }

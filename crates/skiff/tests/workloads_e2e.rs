@@ -712,6 +712,53 @@ fn pod_failure_policy_fails_the_job_at_once_or_ignores_the_failure() {
     assert_eq!(j["status"]["failed"], 0, "{}", j["status"]);
 }
 
+#[test]
+fn indexed_job_completes_when_its_success_policy_is_met() {
+    let c = Cluster::start();
+    c.ok(
+        &["apply", "-f", "-"],
+        Some(
+            r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: leader}
+spec:
+  completionMode: Indexed
+  completions: 3
+  parallelism: 1
+  successPolicy:
+    rules: [{succeededIndexes: "0"}]
+  template:
+    metadata:
+      labels: {app: leader}
+      annotations: {sim.skiff.dev/exit-after-seconds: "1"}
+    spec:
+      restartPolicy: Never
+      containers: [{name: main, image: busybox, command: ["true"]}]
+"#,
+        ),
+    );
+    c.ok(
+        &[
+            "wait",
+            "--for=condition=Complete",
+            "job/leader",
+            "--timeout=30s",
+        ],
+        None,
+    );
+    let j = c.get_json(&["get", "job", "leader"]).unwrap();
+    let conds = j["status"]["conditions"].as_array().unwrap();
+    for t in ["SuccessCriteriaMet", "Complete"] {
+        let cond = conds.iter().find(|c| c["type"] == t).unwrap();
+        assert_eq!(cond["reason"], "SuccessPolicy", "{cond}");
+        assert_eq!(cond["message"], "Matched rules at index 0", "{cond}");
+    }
+    assert_eq!(j["status"]["completedIndexes"], "0");
+    assert_eq!(j["status"]["succeeded"], 1);
+    assert_eq!(c.pods("app=leader").len(), 1, "indexes 1 and 2 never ran");
+}
+
 const CRONJOB: &str = r#"
 apiVersion: batch/v1
 kind: CronJob
