@@ -656,6 +656,18 @@ fn pod_failure_policy_fails_the_job_at_once_or_ignores_the_failure() {
         err.contains("only \"Never\" is supported when podFailurePolicy is specified"),
         "{err}"
     );
+    let bad_rule = policy_job("bad", 6, 0, "FailIndex", "Never").replace(
+        "\n      onExitCodes: {containerName: main, operator: In, values: [0]}",
+        "",
+    );
+    let (ok, _, err) = c.kubectl(&["apply", "-f", "-"], Some(&bad_rule));
+    assert!(!ok, "{err}");
+    for e in [
+        r#"spec.podFailurePolicy.rules[0].action: Invalid value: "FailIndex": requires the backoffLimitPerIndex to be set"#,
+        "spec.podFailurePolicy.rules[0]: Invalid value: specifying one of OnExitCodes and OnPodConditions is required",
+    ] {
+        assert!(err.contains(e), "{err}");
+    }
     c.ok(
         &["apply", "-f", "-"],
         Some(&policy_job("fatal", 6, 42, "FailJob", "Never")),
