@@ -1547,6 +1547,13 @@ fn validate_job_spec(spec: Option<&Value>, path: &str, check_selector: bool) -> 
             &["NonIndexed", "Indexed"],
         )),
     }
+    if let Some(pfp) = spec.get("podFailurePolicy").filter(|p| !p.is_null()) {
+        errs.extend(validate_pod_failure_policy(
+            spec,
+            pfp,
+            &format!("{path}.podFailurePolicy"),
+        ));
+    }
     let template = spec.get("template");
     if check_selector {
         // The job strategy generates the selector unless `manualSelector` is true
@@ -1579,9 +1586,108 @@ fn validate_job_spec(spec: Option<&Value>, path: &str, check_selector: bool) -> 
                 json!(rp),
                 &["OnFailure", "Never"],
             ));
+        } else if rp != "Never" && !spec.get("podFailurePolicy").is_none_or(Value::is_null) {
+            errs.push(FieldError::invalid(
+                format!("{path}.template.spec.restartPolicy"),
+                json!(rp),
+                "only \"Never\" is supported when podFailurePolicy is specified",
+            ));
         }
     }
     errs
+}
+
+/// Upstream's validatePodFailurePolicyRule: a known action (`FailIndex` only with
+/// `backoffLimitPerIndex`), exactly one of `onExitCodes` and `onPodConditions`, and exit-code
+/// requirements with a known operator and at least one value, never 0 for `In`.
+fn validate_pod_failure_policy(spec: &Value, pfp: &Value, path: &str) -> Vec<FieldError> {
+    const ACTIONS: [&str; 4] = ["Count", "FailIndex", "FailJob", "Ignore"];
+    let mut errs = Vec::new();
+    let rules = pfp.get("rules").and_then(Value::as_array);
+    for (i, rule) in rules.into_iter().flatten().enumerate() {
+        let rp = format!("{path}.rules[{i}]");
+        match str_of(rule, "/action") {
+            "" => errs.push(FieldError::required(
+                format!("{rp}.action"),
+                format!("valid values: [{}]", go_quoted(&ACTIONS)),
+            )),
+            "FailIndex" if spec.get("backoffLimitPerIndex").is_none_or(Value::is_null) => errs
+                .push(FieldError::invalid(
+                    format!("{rp}.action"),
+                    json!("FailIndex"),
+                    "requires the backoffLimitPerIndex to be set",
+                )),
+            a if !ACTIONS.contains(&a) => errs.push(FieldError::not_supported(
+                format!("{rp}.action"),
+                json!(a),
+                &ACTIONS,
+            )),
+            _ => {}
+        }
+        let exit_codes = rule.get("onExitCodes").filter(|v| !v.is_null());
+        let conditions = rule
+            .get("onPodConditions")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
+        if let Some(ec) = exit_codes {
+            let ep = format!("{rp}.onExitCodes");
+            let op = str_of(ec, "/operator");
+            match op {
+                "" => errs.push(FieldError::required(
+                    format!("{ep}.operator"),
+                    format!("valid values: [{}]", go_quoted(&["In", "NotIn"])),
+                )),
+                "In" | "NotIn" => {}
+                other => errs.push(FieldError::not_supported(
+                    format!("{ep}.operator"),
+                    json!(other),
+                    &["In", "NotIn"],
+                )),
+            }
+            let values = ec.get("values").and_then(Value::as_array);
+            if values.is_none_or(|v| v.is_empty()) {
+                errs.push(raw_invalid(
+                    format!("{ep}.values"),
+                    "[]int32{}",
+                    "at least one value is required",
+                ));
+            }
+            for (j, v) in values.into_iter().flatten().enumerate() {
+                if op == "In" && v.as_i64() == Some(0) {
+                    errs.push(FieldError::invalid(
+                        format!("{ep}.values[{j}]"),
+                        json!(0),
+                        "must not be 0 for the In operator",
+                    ));
+                }
+            }
+        }
+        if exit_codes.is_some() && conditions {
+            errs.push(FieldError {
+                kind: FieldErrorType::Invalid,
+                field: rp.clone(),
+                value: None,
+                detail: "specifying both OnExitCodes and OnPodConditions is not supported".into(),
+            });
+        } else if exit_codes.is_none() && !conditions {
+            errs.push(FieldError {
+                kind: FieldErrorType::Invalid,
+                field: rp,
+                value: None,
+                detail: "specifying one of OnExitCodes and OnPodConditions is required".into(),
+            });
+        }
+    }
+    errs
+}
+
+/// Go's `%q` of a string slice, without the brackets: `"a" "b"`.
+fn go_quoted(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|s| format!("{s:?}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn validate_cronjob(obj: &Value) -> Vec<FieldError> {

@@ -2,7 +2,9 @@
 //! once), counting failures against `backoffLimit` with upstream's exponential delay between
 //! retries, and ends the Job with a `Complete` or `Failed` condition (`BackoffLimitExceeded`,
 //! `DeadlineExceeded`). Also suspend/resume, `Indexed` completion mode, and deletion of
-//! finished Jobs after `ttlSecondsAfterFinished`.
+//! finished Jobs after `ttlSecondsAfterFinished`. `podFailurePolicy` rules (`FailJob`, `Ignore`,
+//! `Count`) decide how each failed pod counts; `FailIndex` is not supported yet. Indexed Jobs
+//! complete early when a `successPolicy` rule is met.
 //!
 //! Succeeded and failed counts are taken from the pods that still exist and never decrease
 //! (upstream tracks them with a pod finalizer instead; skiff does not add it yet).
@@ -11,7 +13,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
+use k8s_openapi::api::batch::v1::{
+    Job, JobCondition, JobStatus, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
+    SuccessPolicy,
+};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{DeleteParams, Patch, PatchParams, PropagationPolicy};
@@ -172,6 +177,128 @@ pub fn want_active(parallelism: i32, completions: Option<i32>, succeeded: i32) -
     }
 }
 
+/// What a `podFailurePolicy` makes of one failed pod (upstream's matchPodFailurePolicy).
+#[derive(Debug, PartialEq, Eq)]
+pub enum FailureAction {
+    /// Count the failure against `backoffLimit` (no rule matched, or a `Count` rule).
+    Count,
+    /// Do not count the failure; a replacement pod is created.
+    Ignore,
+    /// Fail the Job with this message.
+    FailJob(String),
+}
+
+/// Whether a terminated container with a non-zero exit code matches the requirement; the
+/// first such container, app containers before init containers.
+fn match_exit_codes<'a>(
+    p: &'a Pod,
+    req: &PodFailurePolicyOnExitCodesRequirement,
+) -> Option<(&'a str, i32)> {
+    let st = p.status.as_ref()?;
+    let lists = [&st.container_statuses, &st.init_container_statuses];
+    lists
+        .into_iter()
+        .flat_map(|l| l.iter().flatten())
+        .filter(|c| req.container_name.as_ref().is_none_or(|n| *n == c.name))
+        .filter_map(|c| {
+            let code = c.state.as_ref()?.terminated.as_ref()?.exit_code;
+            Some((c.name.as_str(), code))
+        })
+        .find(|(_, code)| {
+            *code != 0
+                && match req.operator.as_str() {
+                    "In" => req.values.contains(code),
+                    "NotIn" => !req.values.contains(code),
+                    _ => false,
+                }
+        })
+}
+
+/// Evaluates the rules in order on a failed pod; the first matching rule with a known action
+/// decides. `FailIndex` is skipped (skiff has no `backoffLimitPerIndex`).
+pub fn match_pod_failure_policy(policy: Option<&PodFailurePolicy>, p: &Pod) -> FailureAction {
+    let Some(policy) = policy else {
+        return FailureAction::Count;
+    };
+    let ns = p.namespace().unwrap_or_default();
+    let name = p.name_any();
+    for (i, rule) in policy.rules.iter().enumerate() {
+        let message = if let Some(req) = &rule.on_exit_codes {
+            let Some((container, code)) = match_exit_codes(p, req) else {
+                continue;
+            };
+            format!(
+                "Container {container} for pod {ns}/{name} failed with exit code {code} matching {} rule at index {i}",
+                rule.action
+            )
+        } else if let Some(patterns) = &rule.on_pod_conditions {
+            let conds = p.status.as_ref().and_then(|s| s.conditions.as_ref());
+            let Some(cond) = conds.into_iter().flatten().find(|c| {
+                patterns.iter().any(|pat| {
+                    let want = if pat.status.is_empty() {
+                        "True"
+                    } else {
+                        &pat.status
+                    };
+                    pat.type_ == c.type_ && want == c.status
+                })
+            }) else {
+                continue;
+            };
+            format!(
+                "Pod {ns}/{name} has condition {} matching {} rule at index {i}",
+                cond.type_, rule.action
+            )
+        } else {
+            continue;
+        };
+        match rule.action.as_str() {
+            "FailJob" => return FailureAction::FailJob(message),
+            "Ignore" => return FailureAction::Ignore,
+            "Count" => return FailureAction::Count,
+            _ => {}
+        }
+    }
+    FailureAction::Count
+}
+
+/// The first `successPolicy` rule the succeeded indexes meet, as upstream's condition message
+/// (matchSuccessPolicy). A rule with `succeededIndexes` needs all of them to have succeeded, or
+/// `succeededCount` of them when both are set; a rule with only `succeededCount` needs that
+/// many succeeded indexes. Indexes at or past `completions` are left out of a rule.
+pub fn match_success_policy(
+    policy: Option<&SuccessPolicy>,
+    completions: Option<i32>,
+    succeeded: &BTreeSet<i32>,
+) -> Option<String> {
+    let policy = policy?;
+    if succeeded.is_empty() {
+        return None;
+    }
+    let completions = completions.unwrap_or(0);
+    policy.rules.iter().enumerate().find_map(|(i, rule)| {
+        let met = if let Some(ix) = &rule.succeeded_indexes {
+            let required: BTreeSet<i32> = parse_indexes(ix)
+                .into_iter()
+                .filter(|i| (0..completions).contains(i))
+                .collect();
+            if required.is_empty() {
+                return None;
+            }
+            let done = required.intersection(succeeded).count();
+            match rule.succeeded_count {
+                Some(n) => done >= n.max(0) as usize,
+                None => done == required.len(),
+            }
+        } else if let Some(n) = rule.succeeded_count {
+            succeeded.len() >= n.max(0) as usize
+        } else {
+            false
+        };
+        met.then(|| format!("Matched rules at index {i}"))
+    })
+}
+
 fn condition(t: &str, reason: &str, message: &str, now: &Time) -> JobCondition {
     JobCondition {
         type_: t.into(),
@@ -280,7 +407,23 @@ impl Ctl {
             .filter(|p| skiff_client::pod_is_active(p))
             .cloned()
             .collect();
-        let failed_pods: Vec<&Arc<Pod>> = pods.iter().filter(|p| phase(p) == "Failed").collect();
+        // Failed pods that count against backoffLimit (those a podFailurePolicy `Ignore` rule
+        // matched do not), and the first `FailJob` match, in pod-name order.
+        let policy = spec.pod_failure_policy.as_ref();
+        let mut all_failed: Vec<&Arc<Pod>> = pods.iter().filter(|p| phase(p) == "Failed").collect();
+        all_failed.sort_by_key(|p| p.name_any());
+        let mut fail_job: Option<String> = None;
+        let mut failed_pods: Vec<&Arc<Pod>> = Vec::new();
+        for p in all_failed {
+            match match_pod_failure_policy(policy, p) {
+                FailureAction::Ignore => continue,
+                FailureAction::FailJob(m) => {
+                    fail_job.get_or_insert(m);
+                }
+                FailureAction::Count => {}
+            }
+            failed_pods.push(p);
+        }
         let mut completed: BTreeSet<i32> =
             parse_indexes(old.completed_indexes.as_deref().unwrap_or(""));
         let succeeded_now = pods.iter().filter(|p| phase(p) == "Succeeded");
@@ -350,7 +493,9 @@ impl Ctl {
         // Failure: too many failed pods, or past the deadline.
         let backoff_limit = spec.backoff_limit.unwrap_or(6);
         let deadline = spec.active_deadline_seconds.map(|s| started + s);
-        let failure = if failed > backoff_limit {
+        let failure = if let Some(m) = fail_job.as_deref() {
+            Some(("PodFailurePolicy", m))
+        } else if failed > backoff_limit {
             Some((
                 "BackoffLimitExceeded",
                 "Job has reached the specified backoff limit",
@@ -363,9 +508,21 @@ impl Ctl {
         } else {
             None
         };
-        let complete = match completions {
+        // A successPolicy rule met takes precedence over reaching completions.
+        let policy_met = indexed
+            .then(|| match_success_policy(spec.success_policy.as_ref(), completions, &completed))
+            .flatten();
+        let reached = match completions {
             Some(c) => succeeded >= c,
             None => succeeded > 0 && active.is_empty(),
+        };
+        let complete = match policy_met {
+            Some(m) => Some(("SuccessPolicy", m)),
+            None if reached => Some((
+                "CompletionsReached",
+                "Reached expected number of succeeded pods".to_string(),
+            )),
+            None => None,
         };
         if let Some((reason, message)) = failure {
             if !active.is_empty() {
@@ -379,28 +536,15 @@ impl Ctl {
             st.ready = Some(0);
             return self.write_status(&job, &old, st).await;
         }
-        if complete {
+        if let Some((reason, message)) = complete {
             if !active.is_empty() {
                 self.delete_pods(&pods_api, &job, key, active.clone()).await;
             }
             set_condition(
                 &mut st,
-                condition(
-                    "SuccessCriteriaMet",
-                    "CompletionsReached",
-                    "Reached expected number of succeeded pods",
-                    &now,
-                ),
+                condition("SuccessCriteriaMet", reason, &message, &now),
             );
-            set_condition(
-                &mut st,
-                condition(
-                    "Complete",
-                    "CompletionsReached",
-                    "Reached expected number of succeeded pods",
-                    &now,
-                ),
-            );
+            set_condition(&mut st, condition("Complete", reason, &message, &now));
             st.completion_time = Some(now.clone());
             st.active = Some(0);
             st.ready = Some(0);
@@ -602,5 +746,145 @@ mod tests {
         assert_eq!(p.spec.unwrap().hostname.as_deref(), Some("pi-3"));
         assert_eq!(p.metadata.owner_references.unwrap()[0].kind, "Job");
         assert!(pod_name("pi", Some(3)).starts_with("pi-3-"));
+    }
+
+    fn failed_pod(containers: serde_json::Value, conditions: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p1", "namespace": "ns"},
+            "status": {"phase": "Failed", "containerStatuses": containers,
+                "conditions": conditions}
+        }))
+        .unwrap()
+    }
+
+    fn exited(name: &str, code: i32) -> serde_json::Value {
+        serde_json::json!({"name": name, "image": "i", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"terminated": {"exitCode": code}}})
+    }
+
+    fn policy(rules: serde_json::Value) -> PodFailurePolicy {
+        serde_json::from_value(serde_json::json!({ "rules": rules })).unwrap()
+    }
+
+    #[test]
+    fn pod_failure_policy_rules_match_in_order_on_exit_codes() {
+        let pol = policy(serde_json::json!([
+            {"action": "Ignore", "onExitCodes": {"containerName": "side", "operator": "In", "values": [1]}},
+            {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}},
+            {"action": "Count", "onExitCodes": {"operator": "NotIn", "values": [42]}},
+        ]));
+        let p = failed_pod(
+            serde_json::json!([exited("main", 42), exited("side", 0)]),
+            serde_json::json!([]),
+        );
+        assert_eq!(
+            match_pod_failure_policy(Some(&pol), &p),
+            FailureAction::FailJob(
+                "Container main for pod ns/p1 failed with exit code 42 matching FailJob rule at index 1"
+                    .into()
+            )
+        );
+        // The container name restricts the rule: `side` exiting 1 is ignored, `main` is not.
+        let p = failed_pod(
+            serde_json::json!([exited("side", 1)]),
+            serde_json::json!([]),
+        );
+        assert_eq!(
+            match_pod_failure_policy(Some(&pol), &p),
+            FailureAction::Ignore
+        );
+        let p = failed_pod(
+            serde_json::json!([exited("main", 1)]),
+            serde_json::json!([]),
+        );
+        assert_eq!(
+            match_pod_failure_policy(Some(&pol), &p),
+            FailureAction::Count
+        );
+        // Exit code 0 never matches, not even NotIn.
+        let ignore_not_in = policy(serde_json::json!([
+            {"action": "Ignore", "onExitCodes": {"operator": "NotIn", "values": [5]}},
+        ]));
+        let p = failed_pod(
+            serde_json::json!([exited("main", 0)]),
+            serde_json::json!([]),
+        );
+        assert_eq!(
+            match_pod_failure_policy(Some(&ignore_not_in), &p),
+            FailureAction::Count
+        );
+        let p = failed_pod(
+            serde_json::json!([exited("main", 3)]),
+            serde_json::json!([]),
+        );
+        assert_eq!(
+            match_pod_failure_policy(Some(&ignore_not_in), &p),
+            FailureAction::Ignore
+        );
+        assert_eq!(match_pod_failure_policy(None, &p), FailureAction::Count);
+        // Unknown actions (and FailIndex, unsupported) skip the rule.
+        let skip = policy(serde_json::json!([
+            {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [3]}},
+            {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [3]}},
+        ]));
+        assert_eq!(
+            match_pod_failure_policy(Some(&skip), &p),
+            FailureAction::Ignore
+        );
+    }
+
+    #[test]
+    fn pod_failure_policy_rules_match_pod_conditions() {
+        let pol = policy(serde_json::json!([
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            {"action": "FailJob", "onPodConditions": [{"type": "ConfigIssue", "status": "True"}]},
+        ]));
+        let cond = |t: &str, s: &str| serde_json::json!([{"type": t, "status": s}]);
+        let p = failed_pod(serde_json::json!([]), cond("DisruptionTarget", "True"));
+        assert_eq!(
+            match_pod_failure_policy(Some(&pol), &p),
+            FailureAction::Ignore
+        );
+        let p = failed_pod(serde_json::json!([]), cond("DisruptionTarget", "False"));
+        assert_eq!(
+            match_pod_failure_policy(Some(&pol), &p),
+            FailureAction::Count
+        );
+        let p = failed_pod(serde_json::json!([]), cond("ConfigIssue", "True"));
+        assert_eq!(
+            match_pod_failure_policy(Some(&pol), &p),
+            FailureAction::FailJob(
+                "Pod ns/p1 has condition ConfigIssue matching FailJob rule at index 1".into()
+            )
+        );
+    }
+
+    #[test]
+    fn success_policy_rules_need_their_indexes_or_a_count_of_them() {
+        let pol: SuccessPolicy = serde_json::from_value(serde_json::json!({"rules": [
+            {"succeededIndexes": "0,2-3"},
+            {"succeededIndexes": "5-9", "succeededCount": 2},
+            {"succeededCount": 4},
+        ]}))
+        .unwrap();
+        let m =
+            |ix: &[i32]| match_success_policy(Some(&pol), Some(6), &ix.iter().copied().collect());
+        assert_eq!(m(&[]), None);
+        assert_eq!(m(&[0, 2]), None);
+        assert_eq!(m(&[0, 2, 3]).as_deref(), Some("Matched rules at index 0"));
+        // Indexes 6-9 are past completions: only 5 can count towards rule 1.
+        assert_eq!(m(&[5]), None);
+        assert_eq!(
+            m(&[1, 4, 5, 0]).as_deref(),
+            Some("Matched rules at index 2")
+        );
+        assert_eq!(match_success_policy(None, Some(6), &[0].into()), None);
+        let two: SuccessPolicy = serde_json::from_value(serde_json::json!({"rules": [
+            {"succeededIndexes": "1-5", "succeededCount": 2}]}))
+        .unwrap();
+        assert_eq!(
+            match_success_policy(Some(&two), Some(6), &[0, 3, 4].into()).as_deref(),
+            Some("Matched rules at index 0")
+        );
     }
 }

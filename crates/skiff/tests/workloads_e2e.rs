@@ -721,6 +721,158 @@ spec:
     });
 }
 
+fn policy_job(name: &str, backoff: u32, code: u32, action: &str, restart: &str) -> String {
+    format!(
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {{name: {name}}}
+spec:
+  parallelism: 1
+  backoffLimit: {backoff}
+  podFailurePolicy:
+    rules:
+    - action: {action}
+      onExitCodes: {{containerName: main, operator: In, values: [{code}]}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+      annotations: {{sim.skiff.dev/exit-after-seconds: "1", sim.skiff.dev/exit-code: "{code}"}}
+    spec:
+      restartPolicy: {restart}
+      containers: [{{name: main, image: busybox, command: [sh, -c, "exit {code}"]}}]
+"#
+    )
+}
+
+#[test]
+fn pod_failure_policy_fails_the_job_at_once_or_ignores_the_failure() {
+    let c = Cluster::start();
+    // Upstream's validation: podFailurePolicy needs restartPolicy Never.
+    let (ok, _, err) = c.kubectl(
+        &["apply", "-f", "-"],
+        Some(&policy_job("bad", 6, 42, "FailJob", "OnFailure")),
+    );
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("only \"Never\" is supported when podFailurePolicy is specified"),
+        "{err}"
+    );
+    let bad_rule = policy_job("bad", 6, 0, "FailIndex", "Never").replace(
+        "\n      onExitCodes: {containerName: main, operator: In, values: [0]}",
+        "",
+    );
+    let (ok, _, err) = c.kubectl(&["apply", "-f", "-"], Some(&bad_rule));
+    assert!(!ok, "{err}");
+    for e in [
+        r#"spec.podFailurePolicy.rules[0].action: Invalid value: "FailIndex": requires the backoffLimitPerIndex to be set"#,
+        "spec.podFailurePolicy.rules[0]: Invalid value: specifying one of OnExitCodes and OnPodConditions is required",
+    ] {
+        assert!(err.contains(e), "{err}");
+    }
+    c.ok(
+        &["apply", "-f", "-"],
+        Some(&policy_job("fatal", 6, 42, "FailJob", "Never")),
+    );
+    c.ok(
+        &["apply", "-f", "-"],
+        Some(&policy_job("flaky", 0, 3, "Ignore", "Never")),
+    );
+
+    // The first pod exits 42: the Job fails without the six retries (the first would come
+    // after a 10 s backoff).
+    let failed = wait_for("job/fatal Failed", 20, || {
+        let j = c.get_json(&["get", "job", "fatal"])?;
+        (condition(&j, "Failed") == Some("True")).then_some(j)
+    });
+    let pods = c.pods("app=fatal");
+    assert_eq!(pods.len(), 1, "no retry after a FailJob match");
+    let pod = name(&pods[0]).to_string();
+    let conds = failed["status"]["conditions"].as_array().unwrap();
+    for t in ["FailureTarget", "Failed"] {
+        let cond = conds.iter().find(|c| c["type"] == t).unwrap();
+        assert_eq!(cond["reason"], "PodFailurePolicy", "{cond}");
+        assert_eq!(
+            cond["message"],
+            format!(
+                "Container main for pod default/{pod} failed with exit code 42 matching FailJob rule at index 0"
+            ),
+            "{cond}"
+        );
+    }
+    assert_eq!(failed["status"]["failed"], 1);
+    let events = c.ok(
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=fatal",
+        ],
+        None,
+    );
+    assert!(events.contains("PodFailurePolicy"), "{events}");
+
+    // Ignored failures do not count against backoffLimit 0, nor delay the replacement.
+    wait_for("three ignored failures of job/flaky", 30, || {
+        let failed = c
+            .pods("app=flaky")
+            .iter()
+            .filter(|p| phase(p) == "Failed")
+            .count();
+        (failed >= 3).then_some(())
+    });
+    let j = c.get_json(&["get", "job", "flaky"]).unwrap();
+    assert_eq!(condition(&j, "Failed"), None, "{}", j["status"]);
+    assert_eq!(j["status"]["failed"], 0, "{}", j["status"]);
+}
+
+#[test]
+fn indexed_job_completes_when_its_success_policy_is_met() {
+    let c = Cluster::start();
+    c.ok(
+        &["apply", "-f", "-"],
+        Some(
+            r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: leader}
+spec:
+  completionMode: Indexed
+  completions: 3
+  parallelism: 1
+  successPolicy:
+    rules: [{succeededIndexes: "0"}]
+  template:
+    metadata:
+      labels: {app: leader}
+      annotations: {sim.skiff.dev/exit-after-seconds: "1"}
+    spec:
+      restartPolicy: Never
+      containers: [{name: main, image: busybox, command: ["true"]}]
+"#,
+        ),
+    );
+    c.ok(
+        &[
+            "wait",
+            "--for=condition=Complete",
+            "job/leader",
+            "--timeout=30s",
+        ],
+        None,
+    );
+    let j = c.get_json(&["get", "job", "leader"]).unwrap();
+    let conds = j["status"]["conditions"].as_array().unwrap();
+    for t in ["SuccessCriteriaMet", "Complete"] {
+        let cond = conds.iter().find(|c| c["type"] == t).unwrap();
+        assert_eq!(cond["reason"], "SuccessPolicy", "{cond}");
+        assert_eq!(cond["message"], "Matched rules at index 0", "{cond}");
+    }
+    assert_eq!(j["status"]["completedIndexes"], "0");
+    assert_eq!(j["status"]["succeeded"], 1);
+    assert_eq!(c.pods("app=leader").len(), 1, "indexes 1 and 2 never ran");
+}
+
 const CRONJOB: &str = r#"
 apiVersion: batch/v1
 kind: CronJob
