@@ -9,7 +9,7 @@ pub mod queue;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::{Pod, Taint, Toleration};
+use k8s_openapi::api::core::v1::{NodeSelectorRequirement, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, ObjectMeta, OwnerReference, Time,
 };
@@ -32,6 +32,33 @@ pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client, kube::E
 pub fn now() -> Time {
     let t = k8s_openapi::jiff::Timestamp::now();
     Time(k8s_openapi::jiff::Timestamp::from_second(t.as_second()).unwrap_or(t))
+}
+
+/// Whether a node selector requirement holds for the value `have` of its key (a label, or
+/// `metadata.name` for a field requirement), as upstream's nodeSelector requirements: `Gt`
+/// and `Lt` compare integers, and an unknown operator matches nothing.
+pub fn node_requirement_matches(r: &NodeSelectorRequirement, have: Option<&str>) -> bool {
+    let vals = r.values.as_deref().unwrap_or(&[]);
+    match r.operator.as_str() {
+        "In" => have.is_some_and(|v| vals.iter().any(|x| x == v)),
+        "NotIn" => !have.is_some_and(|v| vals.iter().any(|x| x == v)),
+        "Exists" => have.is_some(),
+        "DoesNotExist" => have.is_none(),
+        "Gt" | "Lt" => {
+            let (Some(h), Some(v)) = (
+                have.and_then(|h| h.parse::<i64>().ok()),
+                vals.first().and_then(|v| v.parse::<i64>().ok()),
+            ) else {
+                return false;
+            };
+            if r.operator == "Gt" {
+                h > v
+            } else {
+                h < v
+            }
+        }
+        _ => false,
+    }
 }
 
 /// Whether one toleration tolerates a taint given by its parts, as upstream's
@@ -154,6 +181,15 @@ pub fn controller_ref(api_version: &str, kind: &str, meta: &ObjectMeta) -> Owner
         controller: Some(true),
         block_owner_deletion: Some(true),
     }
+}
+
+/// The node a pod is bound to, if any.
+pub fn pod_node(p: &Pod) -> Option<&str> {
+    p.spec
+        .as_ref()?
+        .node_name
+        .as_deref()
+        .filter(|n| !n.is_empty())
 }
 
 /// Pod phase is neither Succeeded nor Failed and it is not being deleted.

@@ -136,35 +136,12 @@ pub fn add_daemon_tolerations(spec: &mut PodSpec) {
     }
 }
 
-fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&String>) -> bool {
-    let vals = r.values.as_deref().unwrap_or(&[]);
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| vals.contains(v)),
-        "NotIn" => !value.is_some_and(|v| vals.contains(v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(h), Some(v)) = (
-                value.and_then(|h| h.parse::<i64>().ok()),
-                vals.first().and_then(|v| v.parse::<i64>().ok()),
-            ) else {
-                return false;
-            };
-            if r.operator == "Gt" {
-                h > v
-            } else {
-                h < v
-            }
-        }
-        _ => false,
-    }
-}
-
 /// nodeSelector and required node affinity of `spec` against `node`.
 pub fn node_matches(spec: &PodSpec, node: &Node) -> bool {
-    let labels = node.metadata.labels.clone().unwrap_or_default();
+    let labels = node.metadata.labels.as_ref();
+    let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
     if let Some(sel) = &spec.node_selector {
-        if sel.iter().any(|(k, v)| labels.get(k) != Some(v)) {
+        if sel.iter().any(|(k, v)| label(k) != Some(v.as_str())) {
             return false;
         }
     }
@@ -186,10 +163,13 @@ pub fn node_matches(spec: &PodSpec, node: &Node) -> bool {
         (!exprs.is_empty() || !fields.is_empty())
             && exprs
                 .iter()
-                .all(|r| requirement_matches(r, labels.get(&r.key)))
-            && fields
-                .iter()
-                .all(|r| requirement_matches(r, (r.key == "metadata.name").then_some(&name)))
+                .all(|r| skiff_client::node_requirement_matches(r, label(&r.key)))
+            && fields.iter().all(|r| {
+                skiff_client::node_requirement_matches(
+                    r,
+                    (r.key == "metadata.name").then_some(name.as_str()),
+                )
+            })
     })
 }
 

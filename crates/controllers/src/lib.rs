@@ -18,6 +18,7 @@ pub mod nodelifecycle;
 mod owner_index;
 mod pod_control;
 pub mod podgc;
+mod pods_by_node;
 pub mod replicaset;
 pub mod serviceaccount;
 pub mod statefulset;

@@ -28,6 +28,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 use skiff_client::{Change, EventType, Informers, Queue, Recorder};
 
+use crate::pods_by_node::PodsByNode;
 use crate::{api_err, Result};
 
 pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
@@ -310,7 +311,7 @@ struct Ctl {
     health: Mutex<HashMap<String, Health>>,
     buckets: Mutex<HashMap<String, Bucket>>,
     /// Pod keys by node name.
-    pods_by_node: Mutex<HashMap<String, HashSet<String>>>,
+    pods_by_node: Mutex<PodsByNode>,
     /// Each node's `NoExecute` taints as last seen, to requeue its pods when they change.
     no_execute: Mutex<HashMap<String, Vec<Taint>>>,
     evictions: Queue,
@@ -328,14 +329,6 @@ fn no_execute_taints(node: &Node) -> Vec<Taint> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn node_of(p: &Pod) -> Option<&str> {
-    p.spec
-        .as_ref()?
-        .node_name
-        .as_deref()
-        .filter(|n| !n.is_empty())
 }
 
 pub fn start(informers: &Arc<Informers>, config: Config) {
@@ -392,23 +385,15 @@ impl Ctl {
             Change::Applied(p) => (p, false),
             Change::Deleted(p) => (p, true),
         };
-        let Some(node) = node_of(p) else { return };
         let key = skiff_client::key_of(&p.metadata);
-        let mut index = self.pods_by_node.lock().unwrap();
         if deleted {
-            if let Some(set) = index.get_mut(node) {
-                set.remove(&key);
-                if set.is_empty() {
-                    index.remove(node);
-                }
-            }
+            self.pods_by_node.lock().unwrap().remove(&key);
             return;
         }
-        index
-            .entry(node.to_string())
-            .or_default()
-            .insert(key.clone());
-        drop(index);
+        self.pods_by_node.lock().unwrap().apply(&key, p);
+        let Some(node) = skiff_client::pod_node(p) else {
+            return;
+        };
         if p.metadata.deletion_timestamp.is_none()
             && self
                 .no_execute
@@ -436,13 +421,7 @@ impl Ctl {
             changed
         };
         if changed && !taints.is_empty() {
-            let keys: Vec<String> = self
-                .pods_by_node
-                .lock()
-                .unwrap()
-                .get(&name)
-                .map(|s| s.iter().cloned().collect())
-                .unwrap_or_default();
+            let keys = self.pods_by_node.lock().unwrap().pods_on(&name);
             for k in keys {
                 self.evictions.add(k);
             }
@@ -606,13 +585,7 @@ impl Ctl {
 
     /// Sets Ready=False on the node's pods, as upstream's MarkPodsNotReady.
     async fn mark_pods_not_ready(&self, node: &str) {
-        let keys: Vec<String> = self
-            .pods_by_node
-            .lock()
-            .unwrap()
-            .get(node)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
+        let keys = self.pods_by_node.lock().unwrap().pods_on(node);
         let now = skiff_client::now();
         futures::stream::iter(keys)
             .for_each_concurrent(16, |key| {
@@ -650,7 +623,9 @@ impl Ctl {
         if pod.metadata.deletion_timestamp.is_some() {
             return Ok(());
         }
-        let Some(node) = node_of(&pod).and_then(|n| self.nodes.get(&ObjectRef::new(n))) else {
+        let Some(node) =
+            skiff_client::pod_node(&pod).and_then(|n| self.nodes.get(&ObjectRef::new(n)))
+        else {
             return Ok(());
         };
         let taints = no_execute_taints(&node);

@@ -19,7 +19,7 @@
 //! not the number of pods (unless more pods are terminated than the threshold allows).
 
 use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 use skiff_client::{Change, Informers, Queue};
 
+use crate::pods_by_node::PodsByNode;
 use crate::{api_err, Result};
 
 pub const OUT_OF_SERVICE: &str = "node.kubernetes.io/out-of-service";
@@ -76,14 +77,6 @@ pub fn is_terminated(p: &Pod) -> bool {
 /// Failed by the kubelet's eviction manager.
 fn is_evicted(p: &Pod) -> bool {
     phase(p) == "Failed" && p.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("Evicted")
-}
-
-fn node_of(p: &Pod) -> Option<&str> {
-    p.spec
-        .as_ref()?
-        .node_name
-        .as_deref()
-        .filter(|n| !n.is_empty())
 }
 
 /// The order terminated pods are deleted in, as upstream's byEvictionAndCreationTimestamp:
@@ -181,62 +174,36 @@ pub fn fail_patch(
 /// reads them looks the pod up again.
 #[derive(Debug, Default)]
 pub struct PodIndex {
-    /// The node each bound pod is on.
-    node_of: HashMap<String, String>,
     /// Bound pods by node.
-    by_node: HashMap<String, HashSet<String>>,
+    bound: PodsByNode,
     terminated: HashSet<String>,
     unscheduled_terminating: HashSet<String>,
 }
 
 impl PodIndex {
     pub fn apply(&mut self, key: &str, pod: &Pod) {
-        let node = node_of(pod);
-        if self.node_of.get(key).map(String::as_str) != node {
-            self.unbind(key);
-            if let Some(n) = node {
-                self.node_of.insert(key.to_string(), n.to_string());
-                self.by_node
-                    .entry(n.to_string())
-                    .or_default()
-                    .insert(key.to_string());
-            }
-        }
+        self.bound.apply(key, pod);
         set(&mut self.terminated, key, is_terminated(pod));
         set(
             &mut self.unscheduled_terminating,
             key,
-            node.is_none() && pod.metadata.deletion_timestamp.is_some(),
+            skiff_client::pod_node(pod).is_none() && pod.metadata.deletion_timestamp.is_some(),
         );
     }
 
     pub fn remove(&mut self, key: &str) {
-        self.unbind(key);
+        self.bound.remove(key);
         self.terminated.remove(key);
         self.unscheduled_terminating.remove(key);
     }
 
-    fn unbind(&mut self, key: &str) {
-        if let Some(old) = self.node_of.remove(key) {
-            if let Some(keys) = self.by_node.get_mut(&old) {
-                keys.remove(key);
-                if keys.is_empty() {
-                    self.by_node.remove(&old);
-                }
-            }
-        }
-    }
-
     /// Names of the nodes that have pods.
     pub fn nodes(&self) -> Vec<String> {
-        self.by_node.keys().cloned().collect()
+        self.bound.nodes()
     }
 
     pub fn pods_on(&self, node: &str) -> Vec<String> {
-        self.by_node
-            .get(node)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default()
+        self.bound.pods_on(node)
     }
 
     pub fn terminated_count(&self) -> usize {
@@ -331,7 +298,7 @@ impl Ctl {
                 self.index.lock().unwrap().apply(&key, p);
                 // A pod that starts terminating on an out-of-service node.
                 if p.metadata.deletion_timestamp.is_some() {
-                    if let Some(node) = node_of(p) {
+                    if let Some(node) = skiff_client::pod_node(p) {
                         if self
                             .nodes
                             .get(&ObjectRef::new(node))
@@ -358,7 +325,7 @@ impl Ctl {
             }
             Change::Deleted(n) => {
                 let name = n.name_any();
-                if self.index.lock().unwrap().by_node.contains_key(&name) {
+                if self.index.lock().unwrap().bound.has_pods(&name) {
                     self.quarantine(&name);
                 }
             }
@@ -455,7 +422,9 @@ impl Ctl {
         let pods: Vec<Arc<Pod>> = self
             .lookup(&keys)
             .into_iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_some() && node_of(p).is_none())
+            .filter(|p| {
+                p.metadata.deletion_timestamp.is_some() && skiff_client::pod_node(p).is_none()
+            })
             .collect();
         if !pods.is_empty() {
             tracing::info!(
@@ -481,7 +450,7 @@ impl Ctl {
                 let pods: Vec<Arc<Pod>> = self
                     .lookup(&keys)
                     .into_iter()
-                    .filter(|p| node_of(p) == Some(node))
+                    .filter(|p| skiff_client::pod_node(p) == Some(node))
                     .collect();
                 if !pods.is_empty() {
                     tracing::info!(
@@ -513,7 +482,9 @@ impl Ctl {
         let mut pods: Vec<Arc<Pod>> = self
             .lookup(&keys)
             .into_iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_some() && node_of(p) == Some(node))
+            .filter(|p| {
+                p.metadata.deletion_timestamp.is_some() && skiff_client::pod_node(p) == Some(node)
+            })
             .collect();
         if pods.is_empty() {
             return Ok(());
@@ -742,6 +713,6 @@ mod tests {
         idx.remove("default/p");
         assert!(idx.nodes().is_empty());
         assert_eq!(idx.terminated_count(), 0);
-        assert!(idx.node_of.is_empty());
+        assert!(idx.bound.is_empty());
     }
 }

@@ -300,13 +300,6 @@ fn responsible(p: &Pod) -> bool {
         && skiff_client::pod_is_active(p)
 }
 
-fn bound_node(p: &Pod) -> Option<&str> {
-    p.spec
-        .as_ref()
-        .and_then(|s| s.node_name.as_deref())
-        .filter(|n| !n.is_empty())
-}
-
 fn is_terminal(p: &Pod) -> bool {
     matches!(
         p.status.as_ref().and_then(|s| s.phase.as_deref()),
@@ -375,7 +368,7 @@ impl Scheduler {
         let mut placed = false;
         {
             let mut cache = self.cache.lock().unwrap();
-            match bound_node(p) {
+            match skiff_client::pod_node(p) {
                 Some(node) if !deleted && !is_terminal(p) => {
                     let was_assumed = cache.assumed.remove(&uid);
                     let known = cache.pods.get(&uid).map(|(n, _)| n.as_str()) == Some(node);

@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 use k8s_openapi::api::core::v1::{
-    NodeSelectorRequirement, NodeSelectorTerm, Pod, PodAffinityTerm, PreferredSchedulingTerm,
-    Taint, Toleration, TopologySpreadConstraint, WeightedPodAffinityTerm,
+    NodeSelectorTerm, Pod, PodAffinityTerm, PreferredSchedulingTerm, Taint, Toleration,
+    TopologySpreadConstraint, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use skiff_api::quantity::Quantity;
@@ -428,30 +428,6 @@ fn tolerates_taint(tolerations: &[Toleration], t: &Taint) -> bool {
     skiff_client::tolerates(tolerations, t)
 }
 
-fn requirement_matches(r: &NodeSelectorRequirement, have: Option<&str>) -> bool {
-    let vals = r.values.as_deref().unwrap_or(&[]);
-    match r.operator.as_str() {
-        "In" => have.is_some_and(|v| vals.iter().any(|x| x == v)),
-        "NotIn" => !have.is_some_and(|v| vals.iter().any(|x| x == v)),
-        "Exists" => have.is_some(),
-        "DoesNotExist" => have.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(h), Some(v)) = (
-                have.and_then(|h| h.parse::<i64>().ok()),
-                vals.first().and_then(|v| v.parse::<i64>().ok()),
-            ) else {
-                return false;
-            };
-            if r.operator == "Gt" {
-                h > v
-            } else {
-                h < v
-            }
-        }
-        _ => false,
-    }
-}
-
 fn term_is_empty(t: &NodeSelectorTerm) -> bool {
     t.match_expressions.as_ref().is_none_or(|e| e.is_empty())
         && t.match_fields.as_ref().is_none_or(|f| f.is_empty())
@@ -462,15 +438,13 @@ fn term_matches(t: &NodeSelectorTerm, node: &NodeInfo) -> bool {
     if term_is_empty(t) {
         return false;
     }
-    t.match_expressions
-        .iter()
-        .flatten()
-        .all(|r| requirement_matches(r, node.labels.get(&r.key).map(String::as_str)))
-        && t.match_fields.iter().flatten().all(|r| {
-            // metadata.name is the only field selector upstream supports.
-            let have = (r.key == "metadata.name").then_some(node.name.as_str());
-            requirement_matches(r, have)
-        })
+    t.match_expressions.iter().flatten().all(|r| {
+        skiff_client::node_requirement_matches(r, node.labels.get(&r.key).map(String::as_str))
+    }) && t.match_fields.iter().flatten().all(|r| {
+        // metadata.name is the only field selector upstream supports.
+        let have = (r.key == "metadata.name").then_some(node.name.as_str());
+        skiff_client::node_requirement_matches(r, have)
+    })
 }
 
 /// nodeSelector and required node affinity.
