@@ -58,27 +58,7 @@ fn start() -> Cluster {
 }
 
 fn kubectl(c: &Cluster, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    let mut p = Command::new("kubectl")
-        .args(["--kubeconfig", &c.kubeconfig, "--cache-dir"])
-        .arg(c.cache.path())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    if let Some(input) = stdin {
-        use std::io::Write;
-        p.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    } else {
-        drop(p.stdin.take());
-    }
-    let out = p.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::run_kubectl("kubectl", &c.kubeconfig, c.cache.path(), args, stdin)
 }
 
 /// kubectl that must succeed.

@@ -60,18 +60,7 @@ impl Cluster {
     /// Runs kubectl with its own cache dir.
     fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
         let cache = tempfile::tempdir().unwrap();
-        let out = Command::new("kubectl")
-            .args(["--kubeconfig", &self.kubeconfig, "--cache-dir"])
-            .arg(cache.path())
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run kubectl");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        common::run_kubectl("kubectl", &self.kubeconfig, cache.path(), args, None)
     }
 
     /// kubectl that must succeed.

@@ -45,27 +45,7 @@ impl Cluster {
     }
 
     fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        let mut p = Command::new("kubectl")
-            .args(["--kubeconfig", &self.kubeconfig, "--cache-dir"])
-            .arg(self.cache.path())
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run kubectl");
-        if let Some(input) = stdin {
-            use std::io::Write;
-            p.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        } else {
-            drop(p.stdin.take());
-        }
-        let out = p.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        common::run_kubectl("kubectl", &self.kubeconfig, self.cache.path(), args, stdin)
     }
 
     fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {

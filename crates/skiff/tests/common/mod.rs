@@ -91,9 +91,21 @@ pub fn kubectl(
     args: &[&str],
     stdin: Option<&str>,
 ) -> (bool, String, String) {
+    run_kubectl(bin, &s.kubeconfig, s.cache.path(), args, stdin)
+}
+
+/// Runs `bin` (a kubectl) against `kubeconfig` with `cache` as its discovery cache, feeding
+/// it `stdin`; returns (success, stdout, stderr).
+pub fn run_kubectl(
+    bin: &str,
+    kubeconfig: &str,
+    cache: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (bool, String, String) {
     let mut c = Command::new(bin)
-        .args(["--kubeconfig", &s.kubeconfig, "--cache-dir"])
-        .arg(s.cache.path())
+        .args(["--kubeconfig", kubeconfig, "--cache-dir"])
+        .arg(cache)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
