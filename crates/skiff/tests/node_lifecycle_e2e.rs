@@ -597,3 +597,72 @@ spec:
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(c.pods("run").len(), 2);
 }
+
+#[test]
+fn node_ipam_cuts_pod_cidrs_from_the_flags_and_waits_when_they_run_out() {
+    // --cluster-cidr 10.200.0.0/23 with /24s holds two nodes: the third gets upstream's
+    // CIDRNotAvailable event, and a subnet once a node holding one is deleted.
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::spawn_with(
+        dir.path(),
+        &[
+            "--cluster-cidr",
+            "10.200.0.0/23",
+            "--node-cidr-mask-size",
+            "24",
+        ],
+    );
+    let mut c = Cluster {
+        server,
+        sims: Vec::new(),
+        kubeconfig: dir.path().join("admin.kubeconfig").display().to_string(),
+        cache: tempfile::tempdir().unwrap(),
+        _dir: dir,
+    };
+    let sims = c.sim(0, 3);
+    c.sims.push(sims);
+    let cidr = |n: &Value| n["spec"]["podCIDR"].as_str().map(str::to_string);
+    let (with, without) = wait_for(
+        "two nodes with a podCIDR and a CIDRNotAvailable event",
+        30,
+        || {
+            let nodes = c.get_json(&["get", "nodes"])?;
+            let nodes = nodes["items"].as_array()?.clone();
+            if nodes.len() != 3 {
+                return None;
+            }
+            let with: Vec<(String, String)> = nodes
+                .iter()
+                .filter_map(|n| Some((n["metadata"]["name"].as_str()?.to_string(), cidr(n)?)))
+                .collect();
+            let without: Vec<String> = nodes
+                .iter()
+                .filter(|n| cidr(n).is_none())
+                .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
+                .collect();
+            let events = c.get_json(&[
+                "get",
+                "events",
+                "--field-selector",
+                "reason=CIDRNotAvailable",
+            ])?;
+            let told = events["items"].as_array()?.iter().any(|e| {
+                without.len() == 1
+                    && e["involvedObject"]["name"] == without[0].as_str()
+                    && e["message"]
+                        == format!("Node {} status is now: CIDRNotAvailable", without[0])
+            });
+            (with.len() == 2 && told).then_some((with, without))
+        },
+    );
+    let mut cidrs: Vec<&str> = with.iter().map(|(_, c)| c.as_str()).collect();
+    cidrs.sort();
+    assert_eq!(cidrs, ["10.200.0.0/24", "10.200.1.0/24"]);
+    // Deleting a node frees its subnet for the waiting one.
+    let (gone, freed) = &with[0];
+    c.ok(&["delete", "node", gone], None);
+    wait_for("the waiting node to get the freed subnet", 30, || {
+        let n = c.node(&without[0]);
+        (cidr(&n).as_deref() == Some(freed.as_str())).then_some(())
+    });
+}
